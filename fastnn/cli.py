@@ -1,0 +1,277 @@
+"""The ``fastnn`` command line: ``fastnn train``, ``fastnn evaluate``, ``fastnn data``.
+
+Exit codes: 0 success, 1 error (bad data, bad model file, unwritable
+output), 2 bad command-line usage or settings, 3 training diverged,
+130 interrupted (Ctrl-C).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, FastnnError, TrainingDivergedError
+
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    """A command-line usage error (argparse's complaints end up here)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_train_args(p):
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("-wp", "--wandb_project", default=None,
+                   help="log the run to this Weights & Biases project")
+    p.add_argument("-we", "--wandb_entity", default=None, help="W&B entity (user or team)")
+    p.add_argument("-d", "--dataset", default=d.dataset, metavar="{fashion_mnist,mnist,digits}")
+    p.add_argument("-e", "--epochs", type=int, default=d.epochs)
+    p.add_argument("-b", "--batch_size", type=int, default=d.batch_size)
+    p.add_argument("-l", "--loss", default=d.loss,
+                   metavar="{cross_entropy,mean_squared_error}")
+    p.add_argument("-o", "--optimizer", default=d.optimizer,
+                   metavar="{sgd,momentum,nag,rmsprop,adam,nadam}")
+    p.add_argument("-lr", "--learning_rate", "--lr", dest="lr", type=float, default=d.lr)
+    p.add_argument("-m", "--momentum", type=float, default=d.momentum,
+                   help="momentum of momentum and nag")
+    p.add_argument("-beta", "--beta", type=float, default=d.beta, help="decay of rmsprop")
+    p.add_argument("-beta1", "--beta1", type=float, default=d.beta1, help="adam/nadam beta1")
+    p.add_argument("-beta2", "--beta2", type=float, default=d.beta2, help="adam/nadam beta2")
+    p.add_argument("-eps", "--epsilon", "--eps", dest="eps", type=float, default=d.eps)
+    p.add_argument("-w_d", "--weight_decay", type=float, default=d.weight_decay)
+    p.add_argument("-w_i", "--weight_init", default=d.weight_init, metavar="{random,Xavier,he}")
+    p.add_argument("-nhl", "--num_layers", type=int, default=d.num_layers,
+                   help="number of hidden layers")
+    p.add_argument("-sz", "--hidden_size", type=int, default=d.hidden_size,
+                   help="units per hidden layer")
+    p.add_argument("-a", "--activation", default=d.activation,
+                   metavar="{identity,sigmoid,tanh,ReLU}")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}")
+    p.add_argument("--val-fraction", dest="val_fraction", type=float, default=d.val_fraction,
+                   help="share of the training set held out for validation")
+    p.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    p.add_argument("--no-download", action="store_true",
+                   help="fail instead of downloading missing data")
+    p.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser():
+    parser = _Parser(prog="fastnn", description=__doc__.splitlines()[0],
+                     allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a network (flags of the course assignment)",
+                           allow_abbrev=False)
+    _add_train_args(train)
+
+    ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",
+                        allow_abbrev=False)
+    ev.add_argument("model", help="model file written by fastnn train --save")
+    ev.add_argument("-d", "--dataset", default="fashion_mnist",
+                    metavar="{fashion_mnist,mnist,digits}")
+    ev.add_argument("--data-dir", default=None)
+    ev.add_argument("--no-download", action="store_true")
+
+    data = sub.add_parser("data", help="find (or download) a data set and say where it is",
+                          allow_abbrev=False)
+    data.add_argument("dataset", nargs="?", default="fashion_mnist")
+    data.add_argument("--data-dir", default=None)
+    data.add_argument("--no-download", action="store_true")
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+def _config_from_args(args):
+    from .config import TrainConfig
+
+    keys = TrainConfig.__dataclass_fields__
+    return TrainConfig(**{k: getattr(args, k) for k in keys}).validated()
+
+
+def _check_save_path(path):
+    """Fail before training if the model cannot be written to ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise FastnnError(f"--save {path}: is a directory")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FastnnError(f"--save {path}: cannot create directory {parent} ({exc.strerror})")
+    if not os.access(parent, os.W_OK):
+        raise FastnnError(f"--save {path}: directory {parent} is not writable")
+    return path
+
+
+def _make_printer(epochs, progress, out):
+    """A callback printing one line per epoch and, on a terminal, a progress bar."""
+    from .train import Callback
+
+    class EpochPrinter(Callback):
+        bar = None
+
+        def on_train_begin(self, net, n_batches):
+            self.n_batches = n_batches
+
+        def close_bar(self):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+        def on_epoch_end(self, epoch, logs):
+            self.close_bar()
+            line = (f"epoch {epoch:>{len(str(epochs))}}/{epochs}  "
+                    f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}")
+            if "val_loss" in logs:
+                line += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+            print(line + f"  ({logs['time']:.1f}s)", file=out, flush=True)
+
+    class ProgressPrinter(EpochPrinter):
+        def on_batch_end(self, step, loss):
+            if self.bar is None:
+                from tqdm import tqdm
+
+                # disable=None: silent unless stderr is a terminal.
+                self.bar = tqdm(total=self.n_batches, leave=False, disable=None, unit="batch",
+                                file=sys.stderr)
+            self.bar.update(1)
+
+    return ProgressPrinter() if progress else EpochPrinter()
+
+
+def cmd_train(args, out):
+    import time
+
+    from . import datasets, modelfile
+    from .train import build, fit
+
+    config = _config_from_args(args)
+    save_path = _check_save_path(args.save) if args.save else None
+    split = datasets.prepare(config.dataset, data_dir=args.data_dir, dtype=config.dtype,
+                             val_fraction=config.val_fraction, seed=config.seed,
+                             download=not args.no_download)
+    net, opt = build(config, split.X_train.shape[1], len(split.class_names))
+    print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
+          f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
+          f"{net!r}, {opt!r}", file=out, flush=True)
+
+    printer = _make_printer(config.epochs, not args.no_progress, out)
+    callbacks = [printer]
+    wandb_cb = None
+    if args.wandb_project or args.wandb_entity:
+        from .wandb_log import WandbCallback, run_name
+
+        wandb_cb = WandbCallback(args.wandb_project or "fastnn", args.wandb_entity,
+                                 config=config.to_dict(), name=run_name(config))
+        callbacks.append(wandb_cb)
+
+    start = time.perf_counter()
+    try:
+        history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
+                      batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
+                      seed=config.seed, callbacks=callbacks)
+    except KeyboardInterrupt:
+        printer.close_bar()
+        if save_path is not None:
+            partial = save_path.with_name(save_path.stem + ".interrupted.npz")
+            modelfile.save(net, partial, class_names=split.class_names,
+                           metadata={"config": config.to_dict(), "interrupted": True})
+            print(f"interrupted; partial model saved to {partial} ({save_path} untouched)",
+                  file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    wall = time.perf_counter() - start
+    test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
+    print(f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}  "
+          f"(training {wall:.1f}s)", file=out, flush=True)
+    if wandb_cb is not None:
+        wandb_cb.finish({"test_accuracy": test_acc, "test_loss": test_loss})
+    if save_path is not None:
+        modelfile.save(net, save_path, class_names=split.class_names,
+                       metadata={"config": config.to_dict(), "history": history.to_dict(),
+                                 "test_accuracy": test_acc, "dataset": config.dataset})
+        print(f"model saved to {save_path}", file=out)
+    return 0
+
+
+def cmd_evaluate(args, out):
+    from . import datasets, metrics, modelfile
+
+    net, _header = modelfile.load(args.model)
+    ds = datasets.load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    X = datasets.preprocess(ds.x_test, net.dtype.name)
+    if X.shape[1] != net.n_features:
+        raise FastnnError(
+            f"{args.model}: model takes {net.n_features} inputs but {ds.name} images have "
+            f"{X.shape[1]} pixels"
+        )
+    if net.n_classes != len(ds.class_names):
+        raise FastnnError(
+            f"{args.model}: model has {net.n_classes} outputs but {ds.name} has "
+            f"{len(ds.class_names)} classes"
+        )
+    loss, acc = net.evaluate(X, ds.y_test)
+    pred = net.predict(X)
+    matrix = metrics.confusion_matrix(ds.y_test, pred, net.n_classes)
+    print(f"{ds.name} test set ({len(X)} images): accuracy {acc:.4f}  loss {loss:.4f}", file=out)
+    print(metrics.format_confusion_matrix(matrix, ds.class_names), file=out)
+    return 0
+
+
+def cmd_data(args, out):
+    from . import datasets
+
+    ds = datasets.load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    print(f"{ds.name}: {len(ds.x_train)} train and {len(ds.x_test)} test images "
+          f"from {ds.source}", file=out)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data}
+
+
+def main(argv=None, out=None):
+    """Run the command line; return the exit code (does not call sys.exit)."""
+    out = out or sys.stdout
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The course assignment ran as `train.py -e 10 ...`: bare flags mean `train`.
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv.insert(0, "train")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(out)
+            return EXIT_USAGE
+        return COMMANDS[args.command](args, out)
+    except UsageError as exc:
+        print(f"{exc} (see fastnn {argv[0] if argv else ''} --help)".replace("  ", " "),
+              file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDivergedError as exc:
+        print(f"fastnn: error: {exc}; nothing was saved", file=sys.stderr)
+        return EXIT_DIVERGED
+    except FastnnError as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, ValueError) as exc:
+        print(f"fastnn: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,464 @@
+"""Data sets: Fashion-MNIST, MNIST (IDX files) and scikit-learn's digits.
+
+:func:`load` returns raw uint8 images; :func:`preprocess` and
+:func:`train_val_split` (or :func:`prepare`, which does both) turn them into
+what a :class:`~fastnn.Network` takes. Nothing is scaled or split behind
+your back.
+
+Where the IDX files of ``fashion_mnist`` and ``mnist`` are looked for, in
+order (``<name-dir>`` is ``fashion-mnist`` or ``mnist``; files may be
+gzipped or not):
+
+1. the ``data_dir`` argument (``--data-dir`` on the command line):
+   ``<data_dir>/<name-dir>/``, then ``<data_dir>/`` itself;
+2. the ``FASTNN_DATA`` environment variable, the same way;
+3. the Keras cache, ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``
+   (``<name-dir>/``; for MNIST first Keras's own ``mnist.npz``);
+4. ``/usr/share/datasets/<name-dir>/`` (Debian's ``dataset-fashion-mnist``);
+5. ``~/.cache/fastnn/<name-dir>/`` (or under ``$XDG_CACHE_HOME``), downloading the
+   files there from the official mirrors, checked against their SHA-256
+   digests, when ``download=True`` and nothing was found before.
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import math
+import os
+import struct
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ._atomic import atomic_write_bytes
+from .errors import DataError, DataNotFoundError
+
+NAMES = ("fashion_mnist", "mnist", "digits")
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+_DIRNAMES = {"fashion_mnist": "fashion-mnist", "mnist": "mnist"}
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+MIRRORS = {
+    "fashion_mnist": (
+        "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    ),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+}
+
+# SHA-256 of the upstream .gz files. Two sets are published for
+# Fashion-MNIST (the files were re-compressed upstream once); either is
+# accepted. Local files are not checksummed: repackaged copies (e.g.
+# Debian's) are byte-identical once decompressed but not as .gz, so they are
+# validated by their IDX structure instead.
+SHA256 = {
+    "fashion_mnist": {
+        "train_images": ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                         "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc"),
+        "train_labels": ("a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                         "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc"),
+        "test_images": ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                        "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229"),
+        "test_labels": ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                        "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf"),
+    },
+    "mnist": {
+        "train_images": ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",),
+        "train_labels": ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",),
+        "test_images": ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",),
+        "test_labels": ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",),
+    },
+}
+
+SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-* packages install
+_IDX_UBYTE = 0x08
+# Deflate cannot compress better than about 1032:1, so a .gz of c bytes
+# holds at most this many times c bytes: a header that claims more is a lie
+# we can catch before allocating.
+_MAX_GZIP_RATIO = 1032
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Raw images and labels of a data set.
+
+    Attributes
+    ----------
+    name : str
+    x_train, x_test : ndarray (n, h, w) of uint8
+        Pixel values 0-255, light object on dark background.
+    y_train, y_test : ndarray (n,) of uint8
+    class_names : tuple of str
+    source : str
+        Where the data was read from.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple
+    source: str
+
+
+@dataclasses.dataclass
+class Split:
+    """Preprocessed arrays ready for training (see :func:`prepare`)."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple
+    source: str
+
+
+# ------------------------------------------------------------------ IDX files
+def _open(path):
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return (gzip.open(path, "rb") if gz else open(path, "rb")), gz
+
+
+def read_idx(path, ndim):
+    """Read an unsigned-byte IDX file (optionally gzipped) of ``ndim`` dimensions.
+
+    Parameters
+    ----------
+    path : str or Path
+    ndim : int
+        3 for images (magic number 2051), 1 for labels (2049).
+
+    Returns
+    -------
+    ndarray of uint8, shape given by the header
+
+    Raises
+    ------
+    DataError
+        Unreadable file, corrupt or truncated gzip data, wrong magic number,
+        sizes that disagree with the file, or trailing bytes.
+    """
+    path = Path(path)
+    try:
+        size_on_disk = path.stat().st_size
+        f, gz = _open(path)
+        with f:
+            head = f.read(4)
+            expected_magic = (_IDX_UBYTE << 8) | ndim
+            if len(head) < 4:
+                raise DataError(f"{path}: file too short for an IDX header")
+            magic = struct.unpack(">I", head)[0]
+            if magic != expected_magic:
+                raise DataError(
+                    f"{path}: wrong IDX magic number {magic} (expected {expected_magic}: "
+                    f"unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
+                )
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            count = math.prod(dims)
+            header = 4 + 4 * ndim
+            limit = size_on_disk * _MAX_GZIP_RATIO if gz else size_on_disk - header
+            if count > limit:
+                raise DataError(
+                    f"{path}: header claims {dims} = {count} bytes, more than the "
+                    f"{size_on_disk}-byte file can hold"
+                )
+            buf = bytearray(count)
+            got = f.readinto(buf)
+            if got != count:
+                raise DataError(f"{path}: truncated: header claims {count} data bytes, found {got}")
+            if f.read(1):
+                raise DataError(f"{path}: trailing bytes after the {count} data bytes")
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    return np.frombuffer(buf, dtype=np.uint8).reshape(dims)
+
+
+def write_idx(path, array):
+    """Write a uint8 array as an IDX file (gzipped if ``path`` ends in .gz).
+
+    Written to a temporary file in the same directory and renamed into place.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    head = struct.pack(">I", (_IDX_UBYTE << 8) | array.ndim)
+    head += struct.pack(f">{array.ndim}I", *array.shape)
+    data = head + array.tobytes()
+    if str(path).endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    atomic_write_bytes(path, data)
+
+
+# ------------------------------------------------------------- finding files
+def _find_file(directory, stem):
+    for candidate in (directory / (stem + ".gz"), directory / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _idx_set(directory):
+    """Paths of the four IDX files in ``directory``, or None if any is missing."""
+    found = {key: _find_file(directory, stem) for key, stem in FILES.items()}
+    return found if all(found.values()) else None
+
+
+def cache_dir():
+    """fastnn's own data cache: ``$XDG_CACHE_HOME/fastnn`` or ``~/.cache/fastnn``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fastnn"
+
+
+def _keras_dir():
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+
+
+def search_path(name, data_dir=None):
+    """Directories searched for ``name``'s IDX files, in order (see module doc)."""
+    sub = _DIRNAMES[name]
+    dirs = []
+    for given in (data_dir, os.environ.get("FASTNN_DATA") or None):
+        if given is not None:
+            dirs += [Path(given) / sub, Path(given)]
+    dirs += [root / sub for root in (_keras_dir(), SYSTEM_DIR, cache_dir())]
+    return dirs
+
+
+def locate(name, data_dir=None):
+    """Find a local copy of ``name``; return (kind, where) or None.
+
+    ``kind`` is ``"idx"`` with a dict of the four paths, or ``"npz"`` with
+    the path of Keras's ``mnist.npz``.
+    """
+    for directory in search_path(name, data_dir):
+        keras_npz = directory.parent / "mnist.npz"
+        if name == "mnist" and directory == _keras_dir() / "mnist" and keras_npz.is_file():
+            return "npz", keras_npz
+        files = _idx_set(directory)
+        if files:
+            return "idx", files
+    return None
+
+
+def fetch(name, dest=None):
+    """Download ``name``'s four IDX files into ``dest`` (default the cache).
+
+    Each file is fetched from the first mirror in :data:`MIRRORS` that
+    answers, checked against :data:`SHA256`, and renamed into place only if
+    it matches.
+
+    Returns
+    -------
+    dict of str -> Path
+
+    Raises
+    ------
+    DataNotFoundError
+        No mirror answered (e.g. no network).
+    DataError
+        A file did not match its checksum.
+    """
+    dest = Path(dest) if dest is not None else cache_dir() / _DIRNAMES[name]
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, stem in FILES.items():
+        target = dest / (stem + ".gz")
+        if not target.is_file():
+            _download_one(name, key, stem + ".gz", target)
+        paths[key] = target
+    return paths
+
+
+def _download_one(name, key, filename, target):
+    errors = []
+    for base in MIRRORS[name]:
+        url = base + filename
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+                data = resp.read()
+        except (OSError, ValueError) as exc:
+            errors.append(f"{url}: {exc}")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in SHA256[name][key]:
+            raise DataError(f"{url}: SHA-256 {digest} does not match the published checksum")
+        atomic_write_bytes(target, data)
+        return
+    raise DataNotFoundError("download failed: " + "; ".join(errors))
+
+
+def _not_found_message(name, data_dir, extra=""):
+    places = ", ".join(str(d) for d in search_path(name, data_dir))
+    how = "apt-get install dataset-fashion-mnist, or " if name == "fashion_mnist" else ""
+    return (f"{name} data not found (looked in {places}){extra}; to get it: {how}"
+            f"put the four IDX files ({', '.join(FILES.values())}, optionally .gz) in a "
+            "directory and pass --data-dir DIR or set FASTNN_DATA=DIR")
+
+
+# -------------------------------------------------------------------- loading
+def load(name, data_dir=None, download=True):
+    """Load a data set as raw uint8 images and labels.
+
+    Parameters
+    ----------
+    name : {'fashion_mnist', 'mnist', 'digits'}
+        ``digits`` is scikit-learn's embedded 8x8 set (1,797 images, always
+        available offline), split 80/20 stratified with a fixed seed and
+        scaled from 0-16 to 0-255.
+    data_dir : str or Path, optional
+        Looked in first (see the module docstring for the search order).
+    download : bool
+        Download to the cache when no local copy is found.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DataNotFoundError
+        No copy found (the message lists where fastnn looked) and none
+        could be downloaded.
+    DataError
+        A file exists but is corrupt or inconsistent.
+    ValueError
+        Unknown data set name.
+    """
+    key = str(name).lower().replace("-", "_")
+    if key not in NAMES:
+        raise ValueError(f"dataset must be one of {', '.join(NAMES)}, got {name!r}")
+    if key == "digits":
+        return _load_digits()
+    found = locate(key, data_dir)
+    if found is None:
+        if not download:
+            raise DataNotFoundError(_not_found_message(key, data_dir))
+        try:
+            found = ("idx", fetch(key))
+        except DataNotFoundError as exc:
+            raise DataNotFoundError(_not_found_message(key, data_dir, f"; {exc}")) from exc
+    kind, where = found
+    if kind == "npz":
+        arrays = _load_keras_npz(where)
+        source = str(where)
+    else:
+        arrays = {k: read_idx(p, 3 if k.endswith("images") else 1) for k, p in where.items()}
+        source = str(where["train_images"].parent)
+    class_names = FASHION_CLASSES if key == "fashion_mnist" else DIGIT_CLASSES
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(f"{source}: {split} arrays have shapes {images.shape} and {labels.shape}")
+        if images.shape[0] != labels.shape[0]:
+            raise DataError(
+                f"{source}: {split} set has {images.shape[0]} images but {labels.shape[0]} labels"
+            )
+        if labels.size and labels.max() >= len(class_names):
+            raise DataError(
+                f"{source}: {split} label {int(labels.max())} out of range 0-{len(class_names) - 1}"
+            )
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise DataError(f"{source}: train and test images differ in size")
+    return Dataset(key, arrays["train_images"], arrays["train_labels"],
+                   arrays["test_images"], arrays["test_labels"], class_names, source)
+
+
+def _load_keras_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {
+                "train_images": z["x_train"], "train_labels": z["y_train"],
+                "test_images": z["x_test"], "test_labels": z["y_test"],
+            }
+    except (OSError, ValueError, KeyError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable Keras mnist.npz ({exc})") from exc
+    for key, arr in out.items():
+        if arr.dtype != np.uint8:
+            raise DataError(f"{path}: {key} has dtype {arr.dtype}, expected uint8")
+    return out
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.uint8)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        images, labels, test_size=0.2, stratify=labels, random_state=0
+    )
+    return Dataset("digits", x_tr, y_tr, x_te, y_te, DIGIT_CLASSES, "sklearn.datasets.load_digits")
+
+
+# -------------------------------------------------------------- preprocessing
+def preprocess(images, dtype="float32"):
+    """Flatten images and scale 0-255 to [0, 1].
+
+    Parameters
+    ----------
+    images : ndarray (n, h, w) of uint8
+    dtype : {'float32', 'float64'}
+
+    Returns
+    -------
+    ndarray (n, h*w) of ``dtype`` (a new array)
+    """
+    images = np.asarray(images)
+    X = images.reshape(images.shape[0], -1).astype(dtype)
+    X *= 1.0 / 255.0
+    return X
+
+
+def train_val_split(X, y, val_fraction=0.1, seed=0):
+    """Stratified split off a validation set.
+
+    Returns
+    -------
+    X_train, X_val, y_train, y_val
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(X, y, test_size=val_fraction, stratify=y, random_state=seed)
+
+
+def prepare(name, data_dir=None, dtype="float32", val_fraction=0.1, seed=0, download=True):
+    """Load, preprocess and split: the arrays a training run needs.
+
+    The validation set is a stratified ``val_fraction`` of the training
+    set, drawn with ``seed``; the test set is the official one.
+
+    Returns
+    -------
+    Split
+    """
+    ds = load(name, data_dir=data_dir, download=download)
+    X = preprocess(ds.x_train, dtype)
+    X_tr, X_val, y_tr, y_val = train_val_split(X, ds.y_train, val_fraction, seed)
+    return Split(X_tr, y_tr.astype(np.intp), X_val, y_val.astype(np.intp),
+                 preprocess(ds.x_test, dtype), ds.y_test.astype(np.intp),
+                 ds.class_names, ds.source)

@@ -1,0 +1,56 @@
+"""Dense layer: parameters are views into the network's flat arrays."""
+
+import numpy as np
+
+
+class Dense:
+    """A fully-connected layer ``z = a_prev @ W + b``.
+
+    ``W`` (n_in, n_out) and ``b`` (n_out,) are views of the network's flat
+    parameter vector, ``dW`` and ``db`` views of its flat gradient vector.
+    The layer owns its batch buffers ``z`` (pre-activation, overwritten by
+    the activation), ``delta`` (dL/dz) and ``scratch``, each of shape
+    (capacity, n_out); a batch of n rows uses their leading n rows.
+
+    NOTE: never rebind ``W``/``b`` (``W = W - u`` would detach the view);
+    update them in place.
+    """
+
+    def __init__(self, flat_params, flat_grads, offset, n_in, n_out):
+        self.n_in = n_in
+        self.n_out = n_out
+        end_w = offset + n_in * n_out
+        end_b = end_w + n_out
+        self.W = flat_params[offset:end_w].reshape(n_in, n_out)
+        self.b = flat_params[end_w:end_b]
+        self.dW = flat_grads[offset:end_w].reshape(n_in, n_out)
+        self.db = flat_grads[end_w:end_b]
+        self.end = end_b
+        self.z = self.delta = self.scratch = None
+
+    @staticmethod
+    def n_params(n_in, n_out):
+        return n_in * n_out + n_out
+
+    def allocate(self, capacity, dtype):
+        """(Re)allocate the batch buffers for up to ``capacity`` rows."""
+        self.z = np.empty((capacity, self.n_out), dtype=dtype)
+        self.delta = np.empty((capacity, self.n_out), dtype=dtype)
+        self.scratch = np.empty((capacity, self.n_out), dtype=dtype)
+
+    def forward(self, a_prev, n):
+        """Return ``z[:n] = a_prev @ W + b`` (a_prev has n rows)."""
+        z = self.z[:n]
+        np.matmul(a_prev, self.W, out=z)
+        z += self.b
+        return z
+
+    def backward(self, a_prev, delta, delta_prev):
+        """Fill dW, db from dL/dz ``delta``; write dL/da_prev into ``delta_prev``.
+
+        ``delta_prev`` may be None for the first layer (no input gradient).
+        """
+        np.matmul(a_prev.T, delta, out=self.dW)
+        np.sum(delta, axis=0, out=self.db)
+        if delta_prev is not None:
+            np.matmul(delta, self.W.T, out=delta_prev)

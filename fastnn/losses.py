@@ -1,0 +1,109 @@
+"""Softmax output layer fused with its loss.
+
+Both kernels take the output layer's logits ``z`` of shape (n, K) and
+integer labels ``y`` of shape (n,), and in one sweep over the buffer turn
+the logits into softmax probabilities, compute the mean loss over the
+batch and write dL/dz (already divided by n) into ``delta``. They assume
+the output activation is softmax: the two pairs supported are
+softmax + cross-entropy and softmax + mean squared error.
+
+NOTE: ``z`` is overwritten with the probabilities; ``delta`` may be the
+same buffer as ``z`` for cross-entropy (not for squared error).
+"""
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def softmax_(z, row_buf):
+    """Overwrite logits ``z`` (n, K) with softmax probabilities.
+
+    ``row_buf`` is a scratch array of shape (n, 1). Returns ``z``.
+    """
+    np.max(z, axis=1, keepdims=True, out=row_buf)
+    z -= row_buf
+    np.exp(z, out=z)
+    np.sum(z, axis=1, keepdims=True, out=row_buf)
+    z /= row_buf
+    return z
+
+
+def softmax_cross_entropy_(z, y, delta, row_buf, rows):
+    """Fused softmax + cross-entropy.
+
+    Parameters
+    ----------
+    z : ndarray (n, K)
+        Logits; overwritten with probabilities.
+    y : ndarray (n,), integer
+        Class labels.
+    delta : ndarray (n, K)
+        Receives dL/dz = (p - onehot(y)) / n. May be ``z`` itself.
+    row_buf : ndarray (n, 1)
+        Scratch.
+    rows : ndarray (n,), intp
+        ``arange(n)``.
+
+    Returns
+    -------
+    float
+        mean_i -log p[i, y_i], computed as log-sum-exp minus the true
+        logit, so it stays finite for any finite logits.
+    """
+    n = z.shape[0]
+    np.max(z, axis=1, keepdims=True, out=row_buf)
+    z -= row_buf
+    true_logit_sum = float(z[rows, y].sum())  # small (n,) gather
+    np.exp(z, out=z)
+    np.sum(z, axis=1, keepdims=True, out=row_buf)
+    z /= row_buf
+    np.log(row_buf, out=row_buf)
+    loss = (float(row_buf.sum()) - true_logit_sum) / n
+    if delta is not z:
+        np.copyto(delta, z)
+    delta[rows, y] -= 1.0
+    delta *= 1.0 / n
+    return loss
+
+
+def softmax_squared_error_(z, y, delta, row_buf, rows):
+    """Fused softmax + mean squared error, through the full softmax Jacobian.
+
+    Per example the loss is (1/K) * sum_k (p_k - onehot_k)^2. With
+    g = dL/dp = (2/K) (p - onehot), the gradient with respect to the logits
+    is dL/dz_j = p_j * (g_j - sum_k g_k p_k).
+
+    Parameters are as for :func:`softmax_cross_entropy_`, except that
+    ``delta`` must be a separate buffer from ``z``.
+    """
+    n, k = z.shape
+    softmax_(z, row_buf)
+    np.copyto(delta, z)
+    delta[rows, y] -= 1.0  # p - onehot
+    loss = float(np.vdot(delta, delta)) / (k * n)
+    delta *= 2.0 / k  # g
+    np.einsum("ij,ij->i", delta, z, out=row_buf[:, 0])  # sum_k g_k p_k
+    delta -= row_buf
+    delta *= z
+    delta *= 1.0 / n
+    return loss
+
+
+LOSSES = {
+    "cross_entropy": softmax_cross_entropy_,
+    "mean_squared_error": softmax_squared_error_,
+}
+
+
+def canonical_name(name):
+    """Return the registry key of a loss name (case-insensitive)."""
+    key = str(name).lower()
+    if key not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
+    return key
+
+
+def get(name):
+    """Return the fused kernel of the named loss."""
+    return LOSSES[canonical_name(name)]

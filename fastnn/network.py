@@ -1,0 +1,370 @@
+"""The multilayer perceptron: flat parameters, hand-written forward/backward."""
+
+import itertools
+
+import numpy as np
+
+from . import _checks, activations, losses
+from .errors import ConfigError
+from .layers import Dense
+
+WEIGHT_INITS = ("random", "xavier", "he")
+RANDOM_INIT_STD = 0.01
+_EVAL_CHUNK = 4096
+
+
+class ParamList(list):
+    """A list of array views that also carries the flat array they tile.
+
+    ``flat`` is the contiguous 1-D array that the views cover in order; the
+    optimizers update it in one call per operation instead of per array.
+    """
+
+    def __init__(self, arrays, flat):
+        super().__init__(arrays)
+        self.flat = flat
+
+
+def _views_of(flat, layers, grads=False):
+    out = []
+    for layer in layers:
+        out.extend((layer.dW, layer.db) if grads else (layer.W, layer.b))
+    return ParamList(out, flat)
+
+
+class Network:
+    """A fully-connected network with a softmax output layer.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_features, hidden_1, ..., hidden_m, n_classes]``; at least two
+        entries, every entry >= 1 and the last >= 2.
+    activation : {'identity', 'sigmoid', 'tanh', 'relu'}
+        Activation of every hidden layer (case-insensitive). The output
+        layer is always softmax.
+    loss : {'cross_entropy', 'mean_squared_error'}
+        ``cross_entropy`` is -log p[y]; ``mean_squared_error`` is
+        (1/K) * sum_k (p_k - onehot_k)^2. Both are averaged over the batch.
+    weight_init : {'xavier', 'he', 'random'}
+        ``xavier``: Glorot uniform, U(-r, r) with r = sqrt(6/(n_in+n_out)).
+        ``he``: normal with std sqrt(2/n_in). ``random``: normal with std
+        0.01. Biases start at zero. Case-insensitive.
+    weight_decay : float, >= 0
+        L2 penalty ``weight_decay/2 * sum_l ||W_l||^2`` on weights (not
+        biases), part of :meth:`loss` and :meth:`gradients`.
+    dtype : {'float32', 'float64'}
+        Dtype of parameters, buffers and all arithmetic.
+    seed : int or None
+        Seed of the initialisation; the same seed gives bit-identical
+        parameters.
+
+    Attributes
+    ----------
+    params : list of ndarray
+        ``[W1, b1, ..., WL, bL]``, W_l of shape (n_in, n_out), b_l of shape
+        (n_out,). Views of one flat array (``params.flat``): write in place.
+    grads : list of ndarray
+        Views shaped like ``params`` of the flat gradient buffer that the
+        training step fills (``grads.flat``).
+    """
+
+    def __init__(self, layer_sizes, activation="relu", loss="cross_entropy",
+                 weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0):
+        sizes = list(layer_sizes)
+        if len(sizes) < 2:
+            raise ConfigError(f"layer_sizes needs at least 2 entries, got {sizes!r}")
+        for i, size in enumerate(sizes):
+            _checks.number(f"layer_sizes[{i}]", size, low=1, integer=True)
+        if sizes[-1] < 2:
+            raise ConfigError(f"the output layer needs >= 2 classes, got {sizes[-1]}")
+        self.layer_sizes = [int(s) for s in sizes]
+        self.activation = activations.canonical_name(activation)
+        self.loss_name = losses.canonical_name(loss)
+        self.weight_init = _checks.choice("weight_init", weight_init, WEIGHT_INITS)
+        self.weight_decay = float(_checks.number("weight_decay", weight_decay, low=0))
+        self.dtype = np.dtype(_checks.dtype_name(dtype))
+        self.seed = seed
+
+        n_total = sum(Dense.n_params(i, o) for i, o in itertools.pairwise(sizes))
+        self._flat = np.zeros(n_total, dtype=self.dtype)
+        self._flat_grad = np.zeros(n_total, dtype=self.dtype)
+        self.layers = []
+        offset = 0
+        for n_in, n_out in itertools.pairwise(self.layer_sizes):
+            layer = Dense(self._flat, self._flat_grad, offset, n_in, n_out)
+            self.layers.append(layer)
+            offset = layer.end
+        self.params = _views_of(self._flat, self.layers)
+        self.grads = _views_of(self._flat_grad, self.layers, grads=True)
+        self._act_forward, self._act_backward = activations.get(self.activation)
+        self._loss_kernel = losses.get(self.loss_name)
+        self._capacity = 0
+        self._wd_scratch = None
+        self.init_weights(seed)
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def n_features(self):
+        """Number of input features."""
+        return self.layer_sizes[0]
+
+    @property
+    def n_classes(self):
+        """Number of output classes."""
+        return self.layer_sizes[-1]
+
+    @property
+    def n_params(self):
+        """Total number of trainable parameters."""
+        return self._flat.size
+
+    def init_weights(self, seed=None):
+        """Re-initialise all parameters in place from ``seed``.
+
+        Draws in float64 from ``np.random.default_rng(seed)`` and rounds to
+        the network dtype, so float32 and float64 networks with the same
+        seed start from the same values up to rounding.
+        """
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            n_in, n_out = layer.n_in, layer.n_out
+            if self.weight_init == "xavier":
+                limit = np.sqrt(6.0 / (n_in + n_out))
+                w = rng.uniform(-limit, limit, size=(n_in, n_out))
+            elif self.weight_init == "he":
+                w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
+            else:
+                w = rng.standard_normal((n_in, n_out)) * RANDOM_INIT_STD
+            layer.W[...] = w
+            layer.b[...] = 0
+
+    def _ensure_capacity(self, n):
+        """Allocate batch buffers for at least ``n`` rows (only grows)."""
+        if n <= self._capacity:
+            return
+        for layer in self.layers:
+            layer.allocate(n, self.dtype)
+        self._row_buf = np.empty((n, 1), dtype=self.dtype)
+        self._rows = np.arange(n, dtype=np.intp)
+        self._capacity = n
+
+    # ---------------------------------------------------------------- kernels
+    def _forward(self, X, n):
+        """Run the forward pass on ``X`` (n rows); return the logits buffer."""
+        a = X
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            a = layer.forward(a, n)
+            if i != last:
+                self._act_forward(a)
+        return a
+
+    def _backward(self, X, n):
+        """Backpropagate the output delta (already in the last layer's buffer)."""
+        layers = self.layers
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            delta = layer.delta[:n]
+            if i == 0:
+                layer.backward(X, delta, None)
+            else:
+                prev = layers[i - 1]
+                a_prev = prev.z[:n]
+                delta_prev = prev.delta[:n]
+                layer.backward(a_prev, delta, delta_prev)
+                self._act_backward(delta_prev, a_prev, prev.scratch[:n])
+        if self.weight_decay:
+            self._add_weight_decay_grad()
+
+    def _add_weight_decay_grad(self):
+        if self._wd_scratch is None:
+            self._wd_scratch = np.empty_like(self._flat)
+        for layer in self.layers:
+            tmp = self._wd_scratch[: layer.W.size].reshape(layer.W.shape)
+            np.multiply(layer.W, self.weight_decay, out=tmp)
+            layer.dW += tmp
+
+    def _penalty(self):
+        if not self.weight_decay:
+            return 0.0
+        sq = sum(float(np.vdot(layer.W, layer.W)) for layer in self.layers)
+        return 0.5 * self.weight_decay * sq
+
+    def train_step_(self, X, y):
+        """Forward + backward on one batch; fill ``self.grads`` in place.
+
+        Parameters
+        ----------
+        X : ndarray (n, n_features), network dtype, C-contiguous
+        y : ndarray (n,), intp labels in [0, n_classes)
+
+        Returns
+        -------
+        loss : float
+            Mean loss of the batch including the weight-decay penalty.
+        n_correct : int
+            Number of rows whose arg-max prediction equals ``y``.
+        """
+        n = X.shape[0]
+        self._ensure_capacity(n)
+        z = self._forward(X, n)
+        n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
+        out = self.layers[-1]
+        loss = self._loss_kernel(z, y, out.delta[:n], self._row_buf[:n], self._rows[:n])
+        self._backward(X, n)
+        return loss + self._penalty(), n_correct
+
+    # ------------------------------------------------------------- public API
+    def _check_X(self, X):
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.n_features}), got {X.shape}"
+            )
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"X must be real numbers, got dtype {X.dtype}")
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows")
+        # Converting to the network dtype is explicit here; math never mixes dtypes.
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _check_y(self, y, n):
+        return as_labels(y, n, self.n_classes)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array_like (n_samples, n_features)
+            Converted to the network dtype.
+
+        Returns
+        -------
+        ndarray (n_samples, n_classes), network dtype
+            Softmax probabilities; rows sum to 1.
+        """
+        X = self._check_X(X)
+        n = X.shape[0]
+        out = np.empty((n, self.n_classes), dtype=self.dtype)
+        self._ensure_capacity(min(max(n, 1), _EVAL_CHUNK))
+        for start in range(0, n, self._capacity):
+            stop = min(start + self._capacity, n)
+            z = self._forward(X[start:stop], stop - start)
+            losses.softmax_(z, self._row_buf[: stop - start])
+            out[start:stop] = z
+        return out
+
+    def predict(self, X):
+        """Predicted class indices, ndarray (n_samples,) of intp."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def evaluate(self, X, y):
+        """Mean loss (with the weight-decay penalty) and accuracy on a data set.
+
+        Works in chunks, so any number of rows is fine.
+
+        Returns
+        -------
+        (loss, accuracy) : tuple of float
+        """
+        X = self._check_X(X)
+        n = X.shape[0]
+        y = self._check_y(y, n)
+        self._ensure_capacity(min(max(n, 1), _EVAL_CHUNK))
+        total_loss = 0.0
+        correct = 0
+        out = self.layers[-1]
+        for start in range(0, n, self._capacity):
+            stop = min(start + self._capacity, n)
+            m = stop - start
+            z = self._forward(X[start:stop], m)
+            yc = y[start:stop]
+            correct += int(np.count_nonzero(z.argmax(axis=1) == yc))
+            total_loss += m * self._loss_kernel(
+                z, yc, out.delta[:m], self._row_buf[:m], self._rows[:m]
+            )
+        return total_loss / n + self._penalty(), correct / n
+
+    def loss(self, X, y):
+        """Mean loss over the batch plus ``weight_decay/2 * sum_l ||W_l||^2``.
+
+        Parameters
+        ----------
+        X : array_like (n_samples, n_features)
+        y : array_like (n_samples,) of int, or one-hot (n_samples, n_classes)
+
+        Returns
+        -------
+        float
+        """
+        return self.evaluate(X, y)[0]
+
+    def gradients(self, X, y):
+        """Exact gradient of :meth:`loss` with respect to every parameter.
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays shaped like :attr:`params` (``[dW1, db1, ...]``),
+            backed by one flat array available as ``.flat``.
+        """
+        X = self._check_X(X)
+        n = X.shape[0]
+        y = self._check_y(y, n)
+        self.train_step_(X, y)
+        flat = self._flat_grad.copy()
+        views = []
+        offset = 0
+        for p in self.params:
+            views.append(flat[offset: offset + p.size].reshape(p.shape))
+            offset += p.size
+        return ParamList(views, flat)
+
+    def config(self):
+        """The constructor arguments (without ``seed``) as a JSON-able dict."""
+        return {
+            "layer_sizes": list(self.layer_sizes),
+            "activation": self.activation,
+            "loss": self.loss_name,
+            "weight_init": self.weight_init,
+            "weight_decay": self.weight_decay,
+            "dtype": self.dtype.name,
+        }
+
+    def __repr__(self):
+        return (f"Network(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
+                f"loss={self.loss_name!r}, dtype={self.dtype.name!r})")
+
+
+def as_labels(y, n, n_classes):
+    """Validate labels and return them as a contiguous intp array of shape (n,).
+
+    Accepts integer labels of shape (n,) or one-hot rows of shape (n, K).
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, non-integer labels, or labels outside [0, K).
+    """
+    y = np.asarray(y)
+    if y.ndim == 2:
+        if y.shape != (n, n_classes):
+            raise ValueError(f"one-hot y must have shape ({n}, {n_classes}), got {y.shape}")
+        if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
+            raise ValueError("2-D y must be one-hot: each row one 1 and the rest 0")
+        return np.ascontiguousarray(y.argmax(axis=1), dtype=np.intp)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},), got {y.shape}")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.intp)
+        else:
+            raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if n and (y.min() < 0 or y.max() >= n_classes):
+        bad = int(np.flatnonzero((y < 0) | (y >= n_classes))[0])
+        raise ValueError(
+            f"labels must be in [0, {n_classes}), got {y[bad]} at index {bad}"
+        )
+    return np.ascontiguousarray(y, dtype=np.intp)

@@ -1,0 +1,212 @@
+"""The training loop: shuffled mini-batches, callbacks, a History."""
+
+import math
+import time
+
+import numpy as np
+
+from . import _checks
+from .errors import TrainingDivergedError
+from .network import as_labels
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "time")
+
+
+class History:
+    """Per-epoch metrics of a :func:`fit` call.
+
+    Attributes
+    ----------
+    epoch : list of int
+        1-based epoch numbers that completed.
+    history : dict of str -> list of float
+        ``loss`` and ``accuracy`` (running means over the epoch's batches,
+        loss including the weight-decay penalty), ``val_loss`` and
+        ``val_accuracy`` (after the epoch, on the validation data; absent
+        without validation data) and ``time`` (seconds per epoch).
+    """
+
+    def __init__(self):
+        self.epoch = []
+        self.history = {}
+
+    def append(self, epoch, logs):
+        """Record the metrics ``logs`` (a dict) of one finished epoch."""
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def __len__(self):
+        return len(self.epoch)
+
+    def last(self):
+        """Metrics of the last epoch as a dict (empty before the first)."""
+        return {k: v[-1] for k, v in self.history.items()}
+
+    def to_dict(self):
+        """A JSON-able copy: ``{"epoch": [...], "loss": [...], ...}``."""
+        return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, last={self.last()})"
+
+
+class Callback:
+    """Base class of training callbacks; override what you need.
+
+    ``on_epoch_end`` may return True to stop training after that epoch.
+    ``on_batch_end`` is only called when a subclass overrides it.
+    """
+
+    def on_train_begin(self, net, n_batches):
+        """Called once before the first epoch with the batches per epoch."""
+
+    def on_batch_end(self, step, loss):
+        """Called after each optimizer step (1-based step within the epoch)."""
+
+    def on_epoch_end(self, epoch, logs):
+        """Called after each epoch with its metrics; return True to stop."""
+
+    def on_train_end(self, history):
+        """Called once after the last epoch."""
+
+
+def check_finite_rows(X, name="X"):
+    """Raise ValueError naming the first row of ``X`` with a NaN or infinity."""
+    finite = np.isfinite(X).all(axis=tuple(range(1, X.ndim)))
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name} has a NaN or infinite value in row {row}")
+
+
+def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
+        shuffle=True, callbacks=()):
+    """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
+
+    Parameters
+    ----------
+    net : Network
+        Trained in place.
+    optimizer : Optimizer
+        Bound to ``net.params`` (see :func:`fastnn.optimizers.get`).
+    X : array_like (n_samples, n_features)
+        Converted once to the network dtype (a copy unless it already is).
+    y : array_like (n_samples,) int, or one-hot (n_samples, n_classes)
+    epochs : int >= 1
+    batch_size : int >= 1
+        The last batch of an epoch holds the remainder.
+    validation_data : (X_val, y_val) or None
+        Evaluated after every epoch.
+    seed : int or None
+        Seed of the shuffling; with the network seed it makes the run
+        reproducible bit for bit.
+    shuffle : bool
+        Draw a fresh permutation every epoch.
+    callbacks : sequence of Callback
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, labels, or non-finite inputs (naming the row).
+    TrainingDivergedError
+        The loss became NaN or infinite; parameters are left as they were
+        after the step that produced it.
+    """
+    _checks.number("epochs", epochs, low=1, integer=True)
+    _checks.number("batch_size", batch_size, low=1, integer=True)
+    X = net._check_X(X)
+    check_finite_rows(X)
+    n = X.shape[0]
+    y = as_labels(y, n, net.n_classes)
+    X_val = y_val = None
+    if validation_data is not None:
+        X_val, y_val = validation_data
+        X_val = net._check_X(X_val)
+        check_finite_rows(X_val, "X_val")
+        y_val = as_labels(y_val, X_val.shape[0], net.n_classes)
+
+    rng = np.random.default_rng(seed)
+    batch = min(batch_size, n)
+    n_batches = math.ceil(n / batch)
+    callbacks = list(callbacks)
+    history = History()
+    for cb in callbacks:
+        cb.on_train_begin(net, n_batches)
+
+    # Overflow on the way to a non-finite loss is reported once, as
+    # TrainingDivergedError, not as a stream of RuntimeWarnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng,
+                callbacks, history)
+    if not np.isfinite(net.params.flat).all():
+        raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
+    for cb in callbacks:
+        cb.on_train_end(history)
+    return history
+
+
+def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, callbacks,
+            history):
+    n = X.shape[0]
+    xb = np.empty((batch, net.n_features), dtype=net.dtype)
+    yb = np.empty(batch, dtype=np.intp)
+    order = np.arange(n)
+    batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    grads = net.grads
+    for epoch in range(1, epochs + 1):
+        start_time = time.perf_counter()
+        idx_all = rng.permutation(n) if shuffle else order
+        loss_sum = 0.0
+        correct = 0
+        for step, start in enumerate(range(0, n, batch), 1):
+            idx = idx_all[start:start + batch]
+            m = idx.shape[0]
+            xm, ym = xb[:m], yb[:m]
+            np.take(X, idx, axis=0, out=xm, mode="clip")
+            np.take(y, idx, out=ym, mode="clip")
+            loss, n_correct = net.train_step_(xm, ym)
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(epoch, step, loss)
+            optimizer.step(grads)
+            loss_sum += loss * m
+            correct += n_correct
+            for cb in batch_cbs:
+                cb.on_batch_end(step, loss)
+        logs = {"loss": loss_sum / n, "accuracy": correct / n}
+        if X_val is not None:
+            logs["val_loss"], logs["val_accuracy"] = net.evaluate(X_val, y_val)
+        logs["time"] = time.perf_counter() - start_time
+        history.append(epoch, logs)
+        stop = False
+        for cb in callbacks:
+            stop = bool(cb.on_epoch_end(epoch, logs)) or stop
+        if stop:
+            break
+
+
+def build(config, n_features, n_classes):
+    """Build the Network and optimizer that a TrainConfig describes.
+
+    Returns
+    -------
+    (Network, Optimizer)
+    """
+    from . import optimizers
+    from .network import Network
+
+    config = config.validated()
+    net = Network(config.layer_sizes(n_features, n_classes), activation=config.activation,
+                  loss=config.loss, weight_init=config.weight_init,
+                  weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed)
+    opt = optimizers.get(config.optimizer, net.params, **config.optimizer_hyper())
+    return net, opt

@@ -1,0 +1,74 @@
+"""Central-difference gradient check of Network.loss against Network.gradients."""
+
+import numpy as np
+import pytest
+from conftest import tiny_problem
+
+import fastnn
+
+ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
+LOSSES = ["cross_entropy", "mean_squared_error"]
+DEPTHS = {"no_hidden": [5, 3], "one_hidden": [5, 4, 3], "three_hidden": [5, 6, 4, 5, 3]}
+
+
+def numeric_gradient(net, X, y, h=1e-5):
+    flat = net.params.flat
+    grad = np.empty_like(flat)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        plus = net.loss(X, y)
+        flat[i] = old - h
+        minus = net.loss(X, y)
+        flat[i] = old
+        grad[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradient_matches_central_difference(activation, loss, weight_decay, depth):
+    X, y = tiny_problem(n=7)
+    net = fastnn.Network(DEPTHS[depth], activation=activation, loss=loss,
+                         weight_init="xavier", weight_decay=weight_decay, dtype="float64", seed=3)
+    # Non-zero biases so that every term of the gradient is exercised.
+    rng = np.random.default_rng(1)
+    for b in net.params[1::2]:
+        b[...] = rng.normal(0, 0.3, size=b.shape)
+    analytic = net.gradients(X, y).flat
+    numeric = numeric_gradient(net, X, y)
+    scale = np.maximum(np.abs(numeric), np.abs(analytic)).max()
+    assert scale > 1e-4  # the check is not vacuous
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7 * scale)
+
+
+def test_gradients_are_fresh_arrays_shaped_like_params():
+    X, y = tiny_problem()
+    net = fastnn.Network([5, 4, 3], dtype="float64")
+    g1 = net.gradients(X, y)
+    assert [g.shape for g in g1] == [p.shape for p in net.params]
+    before = g1.flat.copy()
+    net.gradients(X[:3], y[:3])
+    np.testing.assert_array_equal(g1.flat, before)  # not overwritten by the next call
+
+
+def test_one_hot_labels_give_the_same_loss_and_gradient():
+    X, y = tiny_problem()
+    net = fastnn.Network([5, 4, 3], dtype="float64")
+    onehot = np.eye(3)[y]
+    assert net.loss(X, onehot) == net.loss(X, y)
+    np.testing.assert_array_equal(net.gradients(X, onehot).flat, net.gradients(X, y).flat)
+
+
+def test_weight_decay_term_is_half_l2_of_weights_only():
+    X, y = tiny_problem()
+    plain = fastnn.Network([5, 4, 3], dtype="float64", seed=2)
+    decayed = fastnn.Network([5, 4, 3], dtype="float64", seed=2, weight_decay=0.3)
+    for b in decayed.params[1::2]:
+        b += 5.0  # biases must not be penalised
+    for b in plain.params[1::2]:
+        b += 5.0
+    expected = 0.15 * sum(float((W ** 2).sum()) for W in plain.params[0::2])
+    assert decayed.loss(X, y) - plain.loss(X, y) == pytest.approx(expected, rel=1e-12)

@@ -1,0 +1,128 @@
+"""Model files: round trip, atomic writes, hostile and malformed files."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import modelfile
+from fastnn.errors import ModelFileError
+
+
+@pytest.fixture
+def saved(tmp_path):
+    net = fastnn.Network([6, 5, 3], activation="tanh", weight_decay=0.01, seed=4)
+    path = tmp_path / "m.npz"
+    fastnn.save_model(net, path, class_names=["a", "b", "c"], metadata={"note": "x"})
+    return net, path
+
+
+def test_round_trip(saved):
+    net, path = saved
+    loaded, header = fastnn.load_model(path)
+    assert loaded.config() == net.config()
+    for a, b in zip(loaded.params, net.params):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    assert header["class_names"] == ["a", "b", "c"] and header["metadata"] == {"note": "x"}
+    X = np.random.default_rng(0).random((4, 6))
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(saved, monkeypatch):
+    net, path = saved
+    before = path.read_bytes()
+
+    def exploding_savez(f, **arrays):
+        f.write(b"half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", exploding_savez)
+    with pytest.raises(OSError, match="disk full"):
+        fastnn.save_model(net, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
+
+
+def _rewrite(path, mutate):
+    """Rewrite the archive with mutate(dict of arrays) applied."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    mutate(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+def _header(arrays):
+    return json.loads(arrays["header"].tobytes())
+
+
+def _set_header(arrays, header):
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda a: a.pop("param_2"), "missing"),
+    (lambda a: a.update(extra=np.zeros(2)), "unexpected"),
+    (lambda a: a.update(param_0=np.zeros((5, 6), np.float32)), "shape"),
+    (lambda a: a.update(param_0=a["param_0"].astype(np.float64)), "dtype"),
+    (lambda a: a.update(param_1=np.full(5, np.nan, np.float32)), "NaN"),
+    (lambda a: a.pop("header"), "no header"),
+    (lambda a: a.update(header=np.frombuffer(b"{not json", np.uint8)), "not valid JSON"),
+    (lambda a: a.update(header=np.zeros(3, np.float32)), "uint8"),
+    (lambda a: _set_header(a, {**_header(a), "format_version": 99}), "newer than this fastnn"),
+    (lambda a: _set_header(a, {**_header(a), "format": "keras"}), "not a fastnn model"),
+    (lambda a: _set_header(a, {**_header(a), "network": {"layer_sizes": [6, -5, 3]}}),
+     "invalid network"),
+    (lambda a: _set_header(a, {**_header(a), "network": {**_header(a)["network"], "evil": 1}}),
+     "unexpected or missing keys"),
+    (lambda a: a.update(header=np.frombuffer(b" " * (2 << 20), np.uint8)), "header larger"),
+])
+def test_malformed_models_are_refused(saved, mutate, message):
+    _, path = saved
+    _rewrite(path, mutate)
+    with pytest.raises(ModelFileError, match=message):
+        fastnn.load_model(path)
+
+
+def test_object_arrays_are_never_unpickled(saved):
+    _, path = saved
+    _rewrite(path, lambda a: a.update(param_0=np.array([{"x": 1}], dtype=object)))
+    with pytest.raises(ModelFileError):
+        fastnn.load_model(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"PK\x03\x04broken zip"])
+def test_not_a_model_file(tmp_path, content):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError):
+        fastnn.load_model(path)
+
+
+def test_truncated_model_file(saved):
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        fastnn.load_model(path)
+
+
+def test_bare_npy_and_missing_file(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ModelFileError, match="bare"):
+        fastnn.load_model(path)
+    with pytest.raises(ModelFileError, match="no such file"):
+        fastnn.load_model(tmp_path / "missing.npz")
+
+
+def test_archive_is_uncompressed_npz(saved):
+    _, path = saved
+    with zipfile.ZipFile(path) as z:
+        assert sorted(z.namelist()) == ["header.npy"] + [f"param_{i}.npy" for i in range(4)]
+    assert modelfile.FORMAT_VERSION == 1
