@@ -32,30 +32,37 @@ def _add_train_args(p):
     p.add_argument("-wp", "--wandb_project", default=None,
                    help="log the run to this Weights & Biases project")
     p.add_argument("-we", "--wandb_entity", default=None, help="W&B entity (user or team)")
-    p.add_argument("-d", "--dataset", default=d.dataset, metavar="{fashion_mnist,mnist,digits}")
-    p.add_argument("-e", "--epochs", type=int, default=d.epochs)
-    p.add_argument("-b", "--batch_size", type=int, default=d.batch_size)
+    p.add_argument("-d", "--dataset", default=d.dataset, metavar="{fashion_mnist,mnist,digits}",
+                   help="data set")
+    p.add_argument("-e", "--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("-b", "--batch_size", type=int, default=d.batch_size, help="mini-batch size")
     p.add_argument("-l", "--loss", default=d.loss,
-                   metavar="{cross_entropy,mean_squared_error}")
+                   metavar="{cross_entropy,mean_squared_error}", help="loss after the softmax")
     p.add_argument("-o", "--optimizer", default=d.optimizer,
-                   metavar="{sgd,momentum,nag,rmsprop,adam,nadam}")
-    p.add_argument("-lr", "--learning_rate", "--lr", dest="lr", type=float, default=d.lr)
+                   metavar="{sgd,momentum,nag,rmsprop,adam,nadam}", help="optimizer")
+    p.add_argument("-lr", "--learning_rate", "--lr", dest="lr", type=float, default=d.lr,
+                   help="learning rate")
     p.add_argument("-m", "--momentum", type=float, default=d.momentum,
                    help="momentum of momentum and nag")
     p.add_argument("-beta", "--beta", type=float, default=d.beta, help="decay of rmsprop")
     p.add_argument("-beta1", "--beta1", type=float, default=d.beta1, help="adam/nadam beta1")
     p.add_argument("-beta2", "--beta2", type=float, default=d.beta2, help="adam/nadam beta2")
-    p.add_argument("-eps", "--epsilon", "--eps", dest="eps", type=float, default=d.eps)
-    p.add_argument("-w_d", "--weight_decay", type=float, default=d.weight_decay)
-    p.add_argument("-w_i", "--weight_init", default=d.weight_init, metavar="{random,Xavier,he}")
+    p.add_argument("-eps", "--epsilon", "--eps", dest="eps", type=float, default=d.eps,
+                   help="epsilon of rmsprop, adam, nadam")
+    p.add_argument("-w_d", "--weight_decay", type=float, default=d.weight_decay,
+                   help="L2 penalty on weights")
+    p.add_argument("-w_i", "--weight_init", default=d.weight_init, metavar="{random,Xavier,he}",
+                   help="weight initialisation")
     p.add_argument("-nhl", "--num_layers", type=int, default=d.num_layers,
                    help="number of hidden layers")
     p.add_argument("-sz", "--hidden_size", type=int, default=d.hidden_size,
                    help="units per hidden layer")
     p.add_argument("-a", "--activation", default=d.activation,
-                   metavar="{identity,sigmoid,tanh,ReLU}")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}")
+                   metavar="{identity,sigmoid,tanh,ReLU}",
+                   help="hidden-layer activation")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of initialisation, split and shuffling")
+    p.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}", help="float type")
     p.add_argument("--val-fraction", dest="val_fraction", type=float, default=d.val_fraction,
                    help="share of the training set held out for validation")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
@@ -72,7 +79,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a network (flags of the course assignment)",
-                           allow_abbrev=False)
+                           allow_abbrev=False,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_train_args(train)
 
     ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",

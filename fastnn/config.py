@@ -38,14 +38,15 @@ RULES = {
 class TrainConfig:
     """Settings of one training run; the defaults are fastnn's default run.
 
-    The defaults (3 hidden ReLU layers of 128, Xavier init, Adam at 1e-3,
-    batch 64, 10 epochs) were chosen to reach at least 88% test accuracy
-    on Fashion-MNIST; see the README for the measured figure.
+    The defaults (3 hidden ReLU layers of 256, Xavier init, Adam at 1e-3,
+    batch 128, 10 epochs) were chosen from a small search to reach at least
+    88% test accuracy on Fashion-MNIST over several seeds; the README has
+    the measured figure.
     """
 
     dataset: str = "fashion_mnist"
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 128
     loss: str = "cross_entropy"
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -57,7 +58,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     weight_init: str = "xavier"
     num_layers: int = 3
-    hidden_size: int = 128
+    hidden_size: int = 256
     activation: str = "relu"
     dtype: str = "float32"
     seed: int = 0
