@@ -16,10 +16,10 @@ from pathlib import Path
 import fastnn
 
 CANDIDATES = [
-    dict(num_layers=3, hidden_size=128, batch_size=64, lr=1e-3),
-    dict(num_layers=3, hidden_size=256, batch_size=128, lr=1e-3),
-    dict(num_layers=2, hidden_size=512, batch_size=128, lr=1e-3),
-    dict(num_layers=3, hidden_size=512, batch_size=128, lr=5e-4),
+    {"num_layers": 3, "hidden_size": 128, "batch_size": 64, "lr": 1e-3},
+    {"num_layers": 3, "hidden_size": 256, "batch_size": 128, "lr": 1e-3},
+    {"num_layers": 2, "hidden_size": 512, "batch_size": 128, "lr": 1e-3},
+    {"num_layers": 3, "hidden_size": 512, "batch_size": 128, "lr": 5e-4},
 ]
 SEEDS = (0, 1, 2)
 
@@ -50,8 +50,8 @@ def main():
         "",
         "Fashion-MNIST, 10 epochs, Adam, ReLU, Xavier init, float32; test accuracy on the",
         "10,000 test images for seeds 0, 1, 2 (seed of network, shuffling and validation",
-        f"split). Machine: {platform.machine()}, {platform.python_version()}, numpy "
-        f"{__import__('numpy').__version__}.",
+        (f"split). Machine: {platform.machine()}, {platform.python_version()}, numpy "
+        f"{__import__('numpy').__version__}."),
         "",
         "Reproduce: `.venv/bin/python bench/search_default.py --data-dir ../shared/data`",
         "",

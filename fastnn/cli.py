@@ -70,6 +70,9 @@ def _add_train_args(p):
                    help="fail instead of downloading missing data")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="thread budget (default: $FASTNN_NUM_THREADS or all CPUs); small "
+                        "layers use one BLAS thread, which is faster there")
 
 
 def build_parser():
@@ -169,7 +172,8 @@ def cmd_train(args, out):
     split = datasets.prepare(config.dataset, data_dir=args.data_dir, dtype=config.dtype,
                              val_fraction=config.val_fraction, seed=config.seed,
                              download=not args.no_download)
-    net, opt = build(config, split.X_train.shape[1], len(split.class_names))
+    net, opt = build(config, split.X_train.shape[1], len(split.class_names),
+                     threads=args.threads)
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
           f"{net!r}, {opt!r}", file=out, flush=True)
@@ -188,7 +192,7 @@ def cmd_train(args, out):
     try:
         history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                      seed=config.seed, callbacks=callbacks)
+                      seed=config.seed, callbacks=callbacks, threads=args.threads)
     except KeyboardInterrupt:
         printer.close_bar()
         if save_path is not None:

@@ -7,8 +7,9 @@ batch and write dL/dz (already divided by n) into ``delta``. They assume
 the output activation is softmax: the two pairs supported are
 softmax + cross-entropy and softmax + mean squared error.
 
-NOTE: ``z`` is overwritten with the probabilities; ``delta`` may be the
-same buffer as ``z`` for cross-entropy (not for squared error).
+NOTE: both kernels overwrite ``z``. For cross-entropy ``delta`` may be
+the same buffer as ``z`` (the training step does that); for squared error
+it must not be, and ``z`` ends holding the probabilities.
 """
 
 import numpy as np
@@ -35,7 +36,7 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows):
     Parameters
     ----------
     z : ndarray (n, K)
-        Logits; overwritten with probabilities.
+        Logits; overwritten (scratch for the exponentials).
     y : ndarray (n,), integer
         Class labels.
     delta : ndarray (n, K)
@@ -57,13 +58,12 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows):
     true_logit_sum = float(z[rows, y].sum())  # small (n,) gather
     np.exp(z, out=z)
     np.sum(z, axis=1, keepdims=True, out=row_buf)
-    z /= row_buf
-    np.log(row_buf, out=row_buf)
-    loss = (float(row_buf.sum()) - true_logit_sum) / n
-    if delta is not z:
-        np.copyto(delta, z)
-    delta[rows, y] -= 1.0
-    delta *= 1.0 / n
+    loss = (float(np.log(row_buf).sum()) - true_logit_sum) / n  # small (n, 1) temporary
+    # delta = p / n - onehot / n, with 1/(n * rowsum) applied in one pass
+    row_buf *= n
+    np.reciprocal(row_buf, out=row_buf)
+    np.multiply(z, row_buf, out=delta)
+    delta[rows, y] -= 1.0 / n
     return loss
 
 

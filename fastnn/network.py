@@ -99,6 +99,7 @@ class Network:
         self.grads = _views_of(self._flat_grad, self.layers, grads=True)
         self._act_forward, self._act_backward = activations.get(self.activation)
         self._loss_kernel = losses.get(self.loss_name)
+        self._delta_in_place = self.loss_name == "cross_entropy"
         self._capacity = 0
         self._wd_scratch = None
         self.init_weights(seed)
@@ -160,20 +161,17 @@ class Network:
                 self._act_forward(a)
         return a
 
-    def _backward(self, X, n):
-        """Backpropagate the output delta (already in the last layer's buffer)."""
+    def _backward(self, X, n, delta):
+        """Backpropagate dL/dz of the output layer, ``delta`` (n, n_classes)."""
         layers = self.layers
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            delta = layer.delta[:n]
-            if i == 0:
-                layer.backward(X, delta, None)
-            else:
-                prev = layers[i - 1]
-                a_prev = prev.z[:n]
-                delta_prev = prev.delta[:n]
-                layer.backward(a_prev, delta, delta_prev)
-                self._act_backward(delta_prev, a_prev, prev.scratch[:n])
+        for i in range(len(layers) - 1, 0, -1):
+            layer, prev = layers[i], layers[i - 1]
+            a_prev = prev.z[:n]
+            delta_prev = prev.delta[:n]
+            layer.backward(a_prev, delta, delta_prev)
+            self._act_backward(delta_prev, a_prev, prev.scratch[:n])
+            delta = delta_prev
+        layers[0].backward(X, delta, None)
         if self.weight_decay:
             self._add_weight_decay_grad()
 
@@ -210,9 +208,11 @@ class Network:
         self._ensure_capacity(n)
         z = self._forward(X, n)
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
-        out = self.layers[-1]
-        loss = self._loss_kernel(z, y, out.delta[:n], self._row_buf[:n], self._rows[:n])
-        self._backward(X, n)
+        # Cross-entropy turns the logits buffer itself into dL/dz; squared
+        # error needs the probabilities while it writes dL/dz elsewhere.
+        delta = z if self._delta_in_place else self.layers[-1].delta[:n]
+        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n])
+        self._backward(X, n, delta)
         return loss + self._penalty(), n_correct
 
     # ------------------------------------------------------------- public API

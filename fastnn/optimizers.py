@@ -1,24 +1,36 @@
 """The six optimizers, updating parameters in place.
 
-Every optimizer is built as ``cls(params, *, lr, ...)`` with ``params`` a
-list of arrays (views allowed) and updates them in place with
-``step(grads)``. Step count ``t`` starts at 1; all state starts at zero.
-When ``params`` and ``grads`` are the :class:`~fastnn.network.ParamList`
-of a :class:`~fastnn.Network` (they carry ``.flat``), each operation is a
-single ufunc call over the flat vector; otherwise it loops over the arrays.
+Every optimizer is built as ``cls(params, *, lr, ..., threads=None)`` with
+``params`` a list of arrays (views allowed) and updates them in place with
+``step(grads)``. Step count ``t`` starts at 1; all state starts at zero and
+is allocated once, with the scratch buffers, at construction.
+
+When ``params`` and ``grads`` are the :class:`~fastnn.network.ParamList` of
+a :class:`~fastnn.Network` (they carry ``.flat``), each operation is one
+ufunc call over the whole flat vector; otherwise it loops over the arrays.
+Arrays of at least :data:`PARALLEL_MIN_SIZE` elements are split into
+contiguous parts updated by ``threads`` threads at once (NumPy releases the
+GIL inside ufunc loops); the update is element-wise, so the result is the
+same bit for bit whatever the thread count.
 
 Hyperparameter names are the same everywhere (code, config, CLI, W&B):
 ``lr``, ``momentum``, ``beta`` (RMSProp decay), ``beta1``, ``beta2``,
 ``eps``, ``momentum_decay`` (Nadam).
 """
 
+import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _threads
 from .errors import ConfigError
+
+# Below this many elements, handing half an array to another thread costs
+# more than it saves (a thread hand-off was measured at about 45 us here).
+PARALLEL_MIN_SIZE = 1 << 19
 
 
 def _flat_pairs(params, grads):
@@ -31,15 +43,20 @@ def _flat_pairs(params, grads):
 
 
 class Optimizer:
-    """Base class: binds parameters and allocates state once.
+    """Base class: binds parameters and allocates state and scratch once.
 
-    Subclasses define ``_state_names`` and ``_update(w, g, state, t)``.
+    Subclasses set ``name``, ``_hyper`` (hyperparameter -> range rule),
+    ``_state_names``, ``_n_scratch`` and define
+    ``_update(w, g, *state, *scratch)``, an element-wise in-place update,
+    plus ``_begin_step(t)`` for per-step scalars.
     """
 
-    _state_names = ()
+    name = "optimizer"
     _hyper: ClassVar[dict] = {"lr": {"low": 0, "low_open": True}}
+    _state_names: ClassVar[tuple] = ()
+    _n_scratch = 1
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params, *, threads=None, **hyper):
         if not isinstance(params, (list, tuple)) or not params:
             raise ConfigError("params must be a non-empty list of arrays")
         for i, p in enumerate(params):
@@ -52,16 +69,19 @@ class Optimizer:
             setattr(self, name, float(_checks.number(name, hyper.pop(name), **rule)))
         if hyper:
             raise ConfigError(f"unknown hyperparameter(s) for {self.name}: {', '.join(hyper)}")
+        self.threads = _threads.resolve(threads)
         self.t = 0
         flat = getattr(params, "flat", None)
         self._targets = (flat,) if flat is not None else tuple(params)
         self.state = {
             name: [np.zeros_like(w) for w in self._targets] for name in self._state_names
         }
-        self._scratch = [np.empty_like(w) for w in self._targets] if self._needs_scratch else None
-
-    _needs_scratch = False
-    name = "optimizer"
+        self._buffers = [
+            ([self.state[name][i] for name in self._state_names],
+             [np.empty_like(w) for _ in range(self._n_scratch)])
+            for i, w in enumerate(self._targets)
+        ]
+        self._pool = None
 
     def step(self, grads):
         """Apply one update to the bound parameters in place.
@@ -72,21 +92,32 @@ class Optimizer:
             Shaped like the bound ``params`` (e.g. ``net.grads`` or the
             result of ``net.gradients``).
         """
-        self.t += 1
         pairs = _flat_pairs(self.params, grads)
         if len(pairs) != len(self._targets):
             raise ValueError(f"expected {len(self._targets)} gradient arrays, got {len(pairs)}")
+        self.t += 1
         self._begin_step(self.t)
-        for i, (w, g) in enumerate(pairs):
-            self._current = i
-            state = {name: arrays[i] for name, arrays in self.state.items()}
-            scratch = self._scratch[i] if self._scratch is not None else None
-            self._update(w, g, state, scratch)
+        for (w, g), (state, scratch) in zip(pairs, self._buffers):
+            if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
+                self._parallel_update(w, g, state, scratch)
+            else:
+                self._update(w, g, *state, *scratch)
+
+    def _parallel_update(self, w, g, state, scratch):
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fastnn-opt")
+        arrays = (w, g, *state, *scratch)
+        bounds = np.linspace(0, w.size, self.threads + 1).astype(int)
+        parts = [[a.reshape(-1)[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(bounds)]
+        futures = [self._pool.submit(self._update, *part) for part in parts[1:]]
+        self._update(*parts[0])
+        for future in futures:
+            future.result()
 
     def _begin_step(self, t):
         """Compute per-step scalars (bias corrections, schedules)."""
 
-    def _update(self, w, g, state, scratch):
+    def _update(self, w, g, *buffers):
         raise NotImplementedError
 
     def hyperparameters(self):
@@ -110,9 +141,9 @@ class Optimizer:
                     raise ValueError(f"state {name}_{i} has shape {src.shape}, expected {arr.shape}")
                 arr[...] = src
         self.t = int(state["t"])
-        self._restore_extra(state)
+        self._restore_extra()
 
-    def _restore_extra(self, state):
+    def _restore_extra(self):
         """Recompute cached scalars that depend on the step count."""
 
     def __repr__(self):
@@ -125,11 +156,9 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def _update(self, w, g, state, scratch):
+    def _update(self, w, g, scratch):
         np.multiply(g, self.lr, out=scratch)
         w -= scratch
-
-    _needs_scratch = True
 
 
 class Momentum(Optimizer):
@@ -142,20 +171,21 @@ class Momentum(Optimizer):
         w -= lr * (g + momentum * u)     # nesterov=True
 
     The Nesterov form takes the gradient at the current weights, as PyTorch
-    and Keras do. It equals the textbook look-ahead rule (gradient taken at
-    ``w - lr*momentum*u``) after the change of variable
-    ``w_here = w_lookahead - lr*momentum*u``; the two produce the same
-    sequence of look-ahead points.
+    and Keras do. It is the textbook look-ahead rule (gradient taken at
+    ``w - lr*momentum*u``) rewritten for the look-ahead point: with
+    ``w_ahead = w - lr*momentum*u`` tracked instead of ``w``, both produce
+    the same sequence of points.
     """
 
     name = "momentum"
     nesterov = False
+    _hyper: ClassVar[dict] = {
+        "lr": {"low": 0, "low_open": True},
+        "momentum": {"low": 0, "high": 1, "high_open": True},
+    }
     _state_names = ("u",)
-    _needs_scratch = True
-    _hyper: ClassVar[dict] = {"lr": {"low": 0, "low_open": True}, "momentum": {"low": 0, "high": 1, "high_open": True}}
 
-    def _update(self, w, g, state, scratch):
-        u = state["u"]
+    def _update(self, w, g, u, scratch):
         u *= self.momentum
         u += g
         if self.nesterov:
@@ -168,8 +198,19 @@ class Momentum(Optimizer):
 
 
 class NAG(Momentum):
-    __doc__ = Momentum.__doc__.replace("Heavy-ball momentum, optionally Nesterov.",
-                                       "Nesterov accelerated gradient (Momentum with nesterov=True).")
+    """Nesterov accelerated gradient: Momentum with ``nesterov=True``.
+
+    Update, in code order (``u`` starts at zero)::
+
+        u = momentum * u + g
+        w -= lr * (g + momentum * u)
+
+    The gradient is taken at the current weights, as in PyTorch and Keras.
+    The textbook look-ahead form evaluates it at ``w - lr*momentum*u``;
+    substituting ``w_ahead = w - lr*momentum*u`` turns that rule into this
+    one, so the two produce the same sequence of look-ahead points.
+    """
+
     name = "nag"
     nesterov = True
 
@@ -184,20 +225,18 @@ class RMSProp(Optimizer):
     """
 
     name = "rmsprop"
-    _state_names = ("v",)
-    _needs_scratch = True
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
         "beta": {"low": 0, "high": 1, "high_open": True},
         "eps": {"low": 0, "low_open": True},
     }
+    _state_names = ("v",)
 
-    def _update(self, w, g, state, scratch):
-        v = state["v"]
+    def _update(self, w, g, v, scratch):
         np.multiply(g, g, out=scratch)
+        scratch -= v
         scratch *= 1.0 - self.beta
-        v *= self.beta
-        v += scratch
+        v += scratch  # v = beta*v + (1-beta)*g^2
         np.sqrt(v, out=scratch)
         scratch += self.eps
         np.divide(g, scratch, out=scratch)
@@ -214,41 +253,41 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g**2
         w -= lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
 
-    The bias corrections are applied exactly as written (not folded into
-    the step size), so ``eps`` has the same meaning as in PyTorch's Adam.
+    Implemented as ``w -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)``
+    with ``bc1 = 1 - beta1**t`` and ``bc2 = 1 - beta2**t``: the bias
+    corrections are scalars folded into the step, and ``eps`` keeps the
+    meaning it has in PyTorch's Adam (added to the bias-corrected root, not
+    the eps-hat form that adds it to the raw root).
     """
 
     name = "adam"
-    _state_names = ("m", "v")
-    _needs_scratch = True
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
         "beta1": {"low": 0, "high": 1, "high_open": True},
         "beta2": {"low": 0, "high": 1, "high_open": True},
         "eps": {"low": 0, "low_open": True},
     }
+    _state_names = ("m", "v")
 
     def _begin_step(self, t):
         self._bc1 = 1.0 - self.beta1 ** t
-        self._bc2 = 1.0 - self.beta2 ** t
+        self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2 ** t)
 
-    def _moments(self, g, state, scratch):
-        m, v = state["m"], state["v"]
-        m *= self.beta1
-        np.multiply(g, 1.0 - self.beta1, out=scratch)
-        m += scratch
-        v *= self.beta2
+    def _moments(self, g, m, v, scratch):
+        """Update m and v in place; leave sqrt(v/bc2) + eps in ``scratch``."""
+        np.subtract(g, m, out=scratch)
+        scratch *= 1.0 - self.beta1
+        m += scratch  # m = beta1*m + (1-beta1)*g
         np.multiply(g, g, out=scratch)
+        scratch -= v
         scratch *= 1.0 - self.beta2
-        v += scratch
-        # scratch = sqrt(v / bc2) + eps
+        v += scratch  # v = beta2*v + (1-beta2)*g^2
         np.sqrt(v, out=scratch)
-        scratch *= 1.0 / math.sqrt(self._bc2)
+        scratch *= self._inv_sqrt_bc2
         scratch += self.eps
-        return m
 
-    def _update(self, w, g, state, scratch):
-        m = self._moments(g, state, scratch)
+    def _update(self, w, g, m, v, scratch):
+        self._moments(g, m, v, scratch)
         np.divide(m, scratch, out=scratch)
         scratch *= self.lr / self._bc1
         w -= scratch
@@ -265,45 +304,43 @@ class Nadam(Adam):
         m_hat = mu_{t+1} * m / (1 - prod_t * mu_{t+1}) + (1 - mu_t) * g / (1 - prod_t)
         w -= lr * m_hat / (sqrt(v / (1 - beta2**t)) + eps)
 
-    This is the textbook look-ahead Nesterov step applied to Adam: instead
-    of evaluating the gradient at the point the next momentum step will
-    reach, the next step's momentum coefficient ``mu_{t+1}`` is applied to
-    the current ``m`` and the current gradient enters with weight
-    ``1 - mu_t``. The default ``momentum_decay`` 0.004 is PyTorch's.
+    This is the look-ahead Nesterov step applied to Adam: instead of
+    evaluating the gradient at the point the next momentum step will reach,
+    the next step's momentum coefficient ``mu_{t+1}`` is applied to the
+    current ``m`` while the current gradient enters with weight ``1 - mu_t``.
+    The default ``momentum_decay`` 0.004 is PyTorch's.
     """
 
     name = "nadam"
     _hyper: ClassVar[dict] = dict(Adam._hyper, momentum_decay={"low": 0})
+    _n_scratch = 2
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params, *, threads=None, **hyper):
         hyper.setdefault("momentum_decay", 0.004)
-        super().__init__(params, **hyper)
+        super().__init__(params, threads=threads, **hyper)
         self._mu_product = 1.0
-        self._scratch2 = [np.empty_like(w) for w in self._targets]
 
     def _mu(self, t):
         return self.beta1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
 
     def _begin_step(self, t):
         super()._begin_step(t)
-        self._mu_t = self._mu(t)
-        self._mu_next = self._mu(t + 1)
-        self._mu_product *= self._mu_t
-        self._coef_m = self._mu_next / (1.0 - self._mu_product * self._mu_next)
-        self._coef_g = (1.0 - self._mu_t) / (1.0 - self._mu_product)
+        mu_t, mu_next = self._mu(t), self._mu(t + 1)
+        self._mu_product *= mu_t
+        self._coef_m = self.lr * mu_next / (1.0 - self._mu_product * mu_next)
+        self._coef_g = self.lr * (1.0 - mu_t) / (1.0 - self._mu_product)
 
-    def _restore_extra(self, state):
+    def _restore_extra(self):
         self._mu_product = math.prod(self._mu(i) for i in range(1, self.t + 1))
 
-    def _update(self, w, g, state, scratch):
-        m = self._moments(g, state, scratch)
-        # w -= lr * (coef_m * m + coef_g * g) / denom, as two passes into w.
-        extra = self._scratch2[self._current]
+    def _update(self, w, g, m, v, scratch, extra):
+        self._moments(g, m, v, scratch)
+        # w -= (coef_m * m + coef_g * g) / denom, as two passes into w.
         np.divide(m, scratch, out=extra)
-        extra *= self.lr * self._coef_m
+        extra *= self._coef_m
         w -= extra
         np.divide(g, scratch, out=extra)
-        extra *= self.lr * self._coef_g
+        extra *= self._coef_g
         w -= extra
 
 
@@ -321,7 +358,7 @@ DEFAULTS = {
 }
 
 
-def get(name, params, **hyper):
+def get(name, params, threads=None, **hyper):
     """Build the optimizer called ``name`` bound to ``params``.
 
     Hyperparameters the optimizer does not use are ignored, so one dict of
@@ -334,6 +371,9 @@ def get(name, params, **hyper):
         Case-insensitive.
     params : list of ndarray
         Arrays to update in place (e.g. ``net.params``).
+    threads : int, optional
+        Threads for updates of large arrays; default ``$FASTNN_NUM_THREADS``
+        or the number of available CPUs.
     **hyper
         ``lr``, ``momentum``, ``beta``, ``beta1``, ``beta2``, ``eps``,
         ``momentum_decay``.
@@ -349,4 +389,4 @@ def get(name, params, **hyper):
     if unknown:
         raise ConfigError(f"unknown optimizer hyperparameter(s): {', '.join(sorted(unknown))}")
     used = {k: hyper.get(k, DEFAULTS[k]) for k in cls._hyper}
-    return cls(params, **used)
+    return cls(params, threads=threads, **used)

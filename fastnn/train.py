@@ -1,15 +1,40 @@
 """The training loop: shuffled mini-batches, callbacks, a History."""
 
+import contextlib
 import math
 import time
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _threads
 from .errors import TrainingDivergedError
 from .network import as_labels
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "time")
+
+# Below this many multiply-adds in the largest layer's product (batch x
+# n_in x n_out), one BLAS thread trains faster than two: measured on the
+# 2-core development machine (bench/compare.py --threads-sweep), where the
+# cross-over lay between 1.6M and 3.2M for every width from 32 to 1024.
+SINGLE_THREAD_MACS = 2_500_000
+
+
+def blas_threads_for(net, batch_size, budget):
+    """BLAS threads for training ``net`` at ``batch_size`` within ``budget``."""
+    macs = batch_size * max(layer.n_in * layer.n_out for layer in net.layers)
+    return 1 if macs < SINGLE_THREAD_MACS else budget
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Limit BLAS to ``n`` threads inside the block (no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(n, user_api="blas"):
+        yield
 
 
 class History:
@@ -86,7 +111,7 @@ def check_finite_rows(X, name="X"):
 
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
-        shuffle=True, callbacks=()):
+        shuffle=True, callbacks=(), threads=None):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -109,6 +134,11 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     shuffle : bool
         Draw a fresh permutation every epoch.
     callbacks : sequence of Callback
+    threads : int, optional
+        Thread budget (default ``$FASTNN_NUM_THREADS`` or the available
+        CPUs). Small layers train on one BLAS thread, which was measured to
+        be faster there (:func:`blas_threads_for`); larger ones use the
+        budget.
 
     Returns
     -------
@@ -145,7 +175,8 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
 
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    n_threads = blas_threads_for(net, batch, _threads.resolve(threads))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
         _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng,
                 callbacks, history)
     if not np.isfinite(net.params.flat).all():
@@ -194,8 +225,10 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, cal
             break
 
 
-def build(config, n_features, n_classes):
+def build(config, n_features, n_classes, threads=None):
     """Build the Network and optimizer that a TrainConfig describes.
+
+    ``threads`` is passed to the optimizer (see :func:`fastnn.optimizers.get`).
 
     Returns
     -------
@@ -208,5 +241,6 @@ def build(config, n_features, n_classes):
     net = Network(config.layer_sizes(n_features, n_classes), activation=config.activation,
                   loss=config.loss, weight_init=config.weight_init,
                   weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed)
-    opt = optimizers.get(config.optimizer, net.params, **config.optimizer_hyper())
+    opt = optimizers.get(config.optimizer, net.params, threads=threads,
+                         **config.optimizer_hyper())
     return net, opt

@@ -138,3 +138,29 @@ def test_unknown_optimizer_and_hyperparameter():
 
 def test_names_are_case_insensitive():
     assert isinstance(optimizers.get("NAdam", [np.zeros(2)]), optimizers.Nadam)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_threaded_update_is_bit_identical(name, monkeypatch):
+    monkeypatch.setattr(optimizers, "PARALLEL_MIN_SIZE", 10)
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal(1001).astype(np.float32)
+    grads = [rng.standard_normal(1001).astype(np.float32) for _ in range(4)]
+    results = []
+    for threads in (1, 3):
+        w = start.copy()
+        opt = optimizers.get(name, [w], threads=threads, **HYPER)
+        for g in grads:
+            opt.step([g])
+        results.append(w)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_thread_count_validation(monkeypatch):
+    with pytest.raises(fastnn.ConfigError, match="threads must be an integer >= 1, got 0"):
+        optimizers.get("adam", [np.zeros(2)], threads=0)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "many")
+    with pytest.raises(fastnn.ConfigError, match="FASTNN_NUM_THREADS must be an integer"):
+        optimizers.get("adam", [np.zeros(2)])
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "3")
+    assert optimizers.get("adam", [np.zeros(2)]).threads == 3

@@ -1,0 +1,1 @@
+"""fastnn's benchmarks: pytest-benchmark suites, asv suites and the comparison driver."""

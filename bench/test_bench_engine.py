@@ -1,0 +1,112 @@
+"""pytest-benchmark suites of the engine's kernels.
+
+Timed with ``pytest bench --benchmark-enable`` (see the README); in CI they
+run once each as plain tests (``--benchmark-disable`` in pyproject.toml) and
+assert that what they timed computed the right thing.
+"""
+
+import numpy as np
+import pytest
+
+import fastnn
+from bench.common import (
+    BATCH_SIZES,
+    WIDTHS,
+    forward_flops,
+    layer_sizes,
+    make_batch,
+    make_net,
+    step_flops,
+)
+from bench.textbook import TextbookMLP
+from fastnn import _threads, losses
+from fastnn.train import blas_threads, blas_threads_for
+
+
+def _record(benchmark, samples, flops):
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and stats.stats.median:
+        seconds = stats.stats.median
+        benchmark.extra_info["samples_per_s"] = samples / seconds
+        benchmark.extra_info["gflops"] = flops / seconds / 1e9
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_train_step(benchmark, batch, width):
+    """Forward, fused loss, backward and an Adam update on one batch."""
+    X, y = make_batch(batch)
+    net, opt = make_net(width)
+    reference = TextbookMLP(layer_sizes(width), seed=0)
+    expected_loss, _ = reference.loss_and_gradients(X, y)
+
+    def step():
+        loss, _ = net.train_step_(X, y)
+        opt.step(net.grads)
+        return loss
+
+    first = step()
+    assert first == pytest.approx(expected_loss, rel=1e-4)
+    with blas_threads(blas_threads_for(net, batch, _threads.resolve())):  # as fit() runs it
+        benchmark(step)
+    _record(benchmark, batch, step_flops(net.layer_sizes, batch))
+    assert np.isfinite(net.params.flat).all()
+    assert net.grads[0].shape == (784, width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_forward(benchmark, batch, width):
+    """Inference: predict_proba on one batch, no backward buffers touched."""
+    X, _ = make_batch(batch)
+    net, _ = make_net(width)
+    probs = benchmark(net.predict_proba, X)
+    _record(benchmark, batch, forward_flops(net.layer_sizes, batch))
+    reference = TextbookMLP(layer_sizes(width), seed=0, dtype=np.float32)
+    logits = reference.forward(X)[-1]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert probs.shape == (batch, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", sorted(fastnn.optimizers.OPTIMIZERS))
+def test_optimizer_update(benchmark, name, width):
+    """One in-place update of all parameters of the 3-hidden-layer network."""
+    net, opt = make_net(width, optimizer=name)
+    rng = np.random.default_rng(0)
+    net.grads.flat[:] = rng.standard_normal(net.n_params).astype(np.float32)
+    before = net.params.flat.copy()
+    benchmark(opt.step, net.grads)
+    n = net.n_params
+    _record(benchmark, n, 0)
+    benchmark.extra_info["params"] = n
+    moved = net.params.flat - before
+    assert np.isfinite(moved).all()
+    # every step moves against the gradient for sgd; at least moves for the rest
+    assert np.count_nonzero(moved) > 0.99 * n
+    if name == "sgd":
+        assert np.all(moved * net.grads.flat <= 0)
+
+
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_softmax_cross_entropy_kernel(benchmark, batch):
+    """The fused softmax + cross-entropy + dL/dz kernel."""
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((batch, 10)) * 3).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    z = np.empty_like(logits)
+    row_buf = np.empty((batch, 1), np.float32)
+    rows = np.arange(batch)
+
+    def kernel():
+        np.copyto(z, logits)
+        return losses.softmax_cross_entropy_(z, y, z, row_buf, rows)
+
+    loss = benchmark(kernel)
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    assert loss == pytest.approx(-np.log(p[rows, y]).mean(), rel=1e-5)
+    p[rows, y] -= 1
+    np.testing.assert_allclose(z, p / batch, rtol=1e-4, atol=1e-7)
