@@ -51,6 +51,6 @@ class Dense:
         ``delta_prev`` may be None for the first layer (no input gradient).
         """
         np.matmul(a_prev.T, delta, out=self.dW)
-        np.sum(delta, axis=0, out=self.db)
+        np.add.reduce(delta, axis=0, out=self.db)  # ufunc method: no Python wrapper
         if delta_prev is not None:
             np.matmul(delta, self.W.T, out=delta_prev)

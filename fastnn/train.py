@@ -102,12 +102,17 @@ class Callback:
         """Called once after the last epoch."""
 
 
-def check_finite_rows(X, name="X"):
-    """Raise ValueError naming the first row of ``X`` with a NaN or infinity."""
-    finite = np.isfinite(X).all(axis=tuple(range(1, X.ndim)))
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name} has a NaN or infinite value in row {row}")
+def check_finite_rows(X, name="X", chunk=4096):
+    """Raise ValueError naming the first row of ``X`` with a NaN or infinity.
+
+    Works in chunks of rows so the check never allocates more than a few MB.
+    """
+    for start in range(0, X.shape[0], chunk):
+        block = X[start:start + chunk]
+        finite = np.isfinite(block).all(axis=tuple(range(1, X.ndim)))
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"{name} has a NaN or infinite value in row {row}")
 
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,

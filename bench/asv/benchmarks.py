@@ -1,0 +1,106 @@
+"""asv benchmarks of fastnn's engine (see asv.conf.json and the README).
+
+Each suite times one unit of the engine over the same grid as the
+pytest-benchmark suites: batch size x hidden width of a 784-w-w-w-10 ReLU
+network in float32. BLAS threads are pinned in asv.conf.json
+(``matrix.env_nobuild``) so that runs stay comparable; inside that budget
+the training step picks its own BLAS threads as ``fastnn.fit`` does.
+"""
+
+import time
+
+import numpy as np
+
+import fastnn
+from fastnn import _threads, losses
+from fastnn.train import blas_threads, blas_threads_for
+
+BATCH_SIZES = [16, 32, 64, 128, 256, 1024]
+WIDTHS = [32, 64, 128, 512, 1024]
+
+
+def _net(width, optimizer="adam"):
+    net = fastnn.Network([784, width, width, width, 10], seed=0)
+    return net, fastnn.optimizers.get(optimizer, net.params)
+
+
+def _batch(batch):
+    rng = np.random.default_rng(0)
+    return rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch)
+
+
+class TrainStep:
+    """Forward, fused loss, backward and an Adam update of one batch."""
+
+    params = (BATCH_SIZES, WIDTHS)
+    param_names = ["batch", "width"]
+
+    def setup(self, batch, width):
+        self.net, self.opt = _net(width)
+        self.X, self.y = _batch(batch)
+        self.threads = blas_threads_for(self.net, batch, _threads.resolve())
+        self._step()  # allocate the buffers outside the timing
+
+    def _step(self):
+        with blas_threads(self.threads):
+            self.net.train_step_(self.X, self.y)
+            self.opt.step(self.net.grads)
+
+    def time_step(self, batch, width):
+        self._step()
+
+    def track_samples_per_second(self, batch, width):
+        start = time.perf_counter()
+        for _ in range(20):
+            self._step()
+        return 20 * batch / (time.perf_counter() - start)
+
+    track_samples_per_second.unit = "samples/s"
+
+
+class Forward:
+    """Inference on one batch (predict_proba)."""
+
+    params = (BATCH_SIZES, WIDTHS)
+    param_names = ["batch", "width"]
+
+    def setup(self, batch, width):
+        self.net, _ = _net(width)
+        self.X, _ = _batch(batch)
+        self.net.predict_proba(self.X)
+
+    def time_predict_proba(self, batch, width):
+        self.net.predict_proba(self.X)
+
+
+class OptimizerUpdate:
+    """One in-place update of all parameters of the 3-hidden-layer network."""
+
+    params = (sorted(fastnn.optimizers.OPTIMIZERS), WIDTHS)
+    param_names = ["optimizer", "width"]
+
+    def setup(self, name, width):
+        self.net, self.opt = _net(width, name)
+        self.net.grads.flat[:] = np.random.default_rng(0).standard_normal(self.net.n_params)
+
+    def time_step(self, name, width):
+        self.opt.step(self.net.grads)
+
+
+class SoftmaxCrossEntropy:
+    """The fused softmax + cross-entropy + dL/dz kernel on 10 classes."""
+
+    params = BATCH_SIZES
+    param_names = ["batch"]
+
+    def setup(self, batch):
+        rng = np.random.default_rng(0)
+        self.logits = rng.standard_normal((batch, 10)).astype(np.float32)
+        self.z = np.empty_like(self.logits)
+        self.y = rng.integers(0, 10, batch)
+        self.row_buf = np.empty((batch, 1), np.float32)
+        self.rows = np.arange(batch)
+
+    def time_kernel(self, batch):
+        np.copyto(self.z, self.logits)
+        losses.softmax_cross_entropy_(self.z, self.y, self.z, self.row_buf, self.rows)
