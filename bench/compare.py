@@ -17,6 +17,7 @@ pass over the data.
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -92,7 +93,7 @@ def torch_runner(torch, width, batch, optimizer, threads, fused, X_t, y_t):
     torch.manual_seed(0)
     sizes = layer_sizes(width)
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(torch.nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
@@ -142,8 +143,8 @@ def measure(systems, n_samples, rounds):
                 raise
             print(f"skipping {name}: {exc}", file=sys.stderr)
     for _ in range(rounds):
-        for name in times:
-            times[name].append(systems[name]())
+        for name, ts in times.items():
+            ts.append(systems[name]())
     return {name: n_samples / statistics.median(ts) for name, ts in times.items()}
 
 
@@ -196,6 +197,35 @@ def step_vs_products(width, batch):
         t_step = min(_timed(step, repeat) for _ in range(5))
         t_prod = min(_timed(products, repeat) for _ in range(5))
     return t_step, t_prod
+
+
+def fused_update_estimate(torch, width, batch):
+    """What a one-pass fused Adam would buy: fastnn's step with PyTorch's fused
+    CPU Adam kernel timed on a flat tensor of the same size in its place.
+
+    Returns (fastnn update s, fused update s, fastnn step s, projected step s).
+    """
+    net = fastnn.Network(layer_sizes(width), seed=0)
+    opt = fastnn.optimizers.get("adam", net.params, **HYPER)
+    rng = np.random.default_rng(0)
+    X = rng.random((batch, 784), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    net.grads.flat[:] = rng.standard_normal(net.n_params).astype(np.float32)
+    flat = torch.nn.Parameter(torch.zeros(net.n_params))
+    flat.grad = torch.from_numpy(net.grads.flat.copy())
+    repeat = max(5, 20_000_000 // net.n_params)
+    with blas_threads(blas_threads_for(net, batch, _threads.resolve())):
+        net.train_step_(X, y)
+        t_step = min(_timed(lambda: (net.train_step_(X, y), opt.step(net.grads)), repeat // 4 + 1)
+                     for _ in range(5))
+        t_ours = min(_timed(lambda: opt.step(net.grads), repeat) for _ in range(5))
+    best_fused = float("inf")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        fused = torch.optim.Adam([flat], lr=1e-3, fused=True)
+        fused.step()
+        best_fused = min(best_fused, min(_timed(fused.step, repeat) for _ in range(5)))
+    return t_ours, best_fused, t_step, t_step - t_ours + best_fused
 
 
 def step_memory(width, batch, steps=200):
@@ -276,7 +306,7 @@ def write_report(results, out_dir, command):
         "",
         f"Reproduce: `{command}`",
         "",
-        f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}, NumPy {m['numpy']}, "
+        (f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}, NumPy {m['numpy']}, "
         f"{m['blas']} with the `{m['blas_kernel']}` kernel (threadpoolctl), OpenBLAS "
         f"environment variables {m['openblas_env']}; PyTorch {results.get('torch') or 'not installed'}. "
         f"Data: {results['data']}. Float32, softmax cross-entropy, median samples/s of "
@@ -286,12 +316,12 @@ def write_report(results, out_dir, command):
         f"{fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in the largest product, else "
         "all); PyTorch is the fastest of 1 and 2 threads and of its default and fused "
         "optimizer per row. GEMM peak (1024^3 sgemm): "
-        f"{results['peak'][1]:.0f} GFLOP/s on 1 thread, {results['peak'][2]:.0f} on 2.",
+        f"{results['peak'][1]:.0f} GFLOP/s on 1 thread, {results['peak'][2]:.0f} on 2."),
         "",
         "## 784-128-128-128-10, Adam",
         "",
-        "| batch | fastnn | textbook NumPy | PyTorch best (setting) | fastnn/PyTorch (target) "
-        "| fastnn/textbook (target 3x) | fastnn GFLOP/s |",
+        ("| batch | fastnn | textbook NumPy | PyTorch best (setting) | fastnn/PyTorch (target) "
+        "| fastnn/textbook (target 3x) | fastnn GFLOP/s |"),
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["adam"]:
@@ -307,8 +337,8 @@ def write_report(results, out_dir, command):
         "",
         f"## 784-1024-1024-1024-10, Adam, batch {w['batch']}",
         "",
-        "| fastnn | textbook NumPy | PyTorch best (setting) | fastnn/PyTorch (target 1.2x) "
-        "| fastnn/textbook |",
+        ("| fastnn | textbook NumPy | PyTorch best (setting) | fastnn/PyTorch (target 1.2x) "
+        "| fastnn/textbook |"),
         "|---|---|---|---|---|",
         f"| {_fmt(w['fastnn'])} | {_fmt(w['textbook'])} | "
         + (f"{_fmt(best[1])} ({best[0]}) | {w['fastnn'] / best[1]:.2f}x" if best else "- | -")
@@ -334,23 +364,42 @@ def write_report(results, out_dir, command):
     for row in results["gemm_ratio"]:
         lines.append(f"| {row['batch']} | {row['step'] * 1e6:.0f} us | {row['products'] * 1e6:.0f} us "
                      f"| {row['step'] / row['products']:.2f}x |")
+    if results.get("fused_estimate"):
+        lines += [
+            "",
+            "## What a fused optimizer kernel would buy (Adam)",
+            "",
+            ("NumPy cannot fuse Adam's element-wise update: it runs as about a dozen "
+            "whole-array ufunc passes (one a square root). Timing PyTorch's fused CPU Adam "
+            "on a flat tensor of the same size gives what a one-pass kernel costs, and "
+            "fastnn's step with it in place of its own update:"),
+            "",
+            ("| network, batch | fastnn update | fused update | fastnn step | step with fused "
+            "update | projected samples/s |"),
+            "|---|---|---|---|---|---|",
+        ]
+        for row in results["fused_estimate"]:
+            lines.append(
+                f"| 3x{row['width']}, {row['batch']} | {row['ours'] * 1e6:.0f} us "
+                f"| {row['fused'] * 1e6:.0f} us | {row['step'] * 1e6:.0f} us "
+                f"| {row['projected'] * 1e6:.0f} us | {_fmt(row['batch'] / row['projected'])} |")
     mem = results["memory"]
     lines += [
         "",
         "## Memory",
         "",
-        f"- Net allocation of 200 steady-state training steps (tracemalloc): "
+        "- Net allocation of 200 steady-state training steps (tracemalloc): "
         + ", ".join(f"{k}: {v:+d} bytes" for k, v in mem["steps"].items()) + ".",
-        f"- Peak traced during one fit() epoch of 3x128 at batch 64: "
+        (f"- Peak traced during one fit() epoch of 3x128 at batch 64: "
         f"{mem['epoch_peak'] / 2**20:.1f} MiB, against data already in memory of "
         f"{mem['data'] / 2**20:.1f} MiB (the float32 images, converted once before training; "
-        f"not counted twice) and buffers plus optimizer state of {mem['buffers'] / 2**20:.1f} MiB.",
+        f"not counted twice) and buffers plus optimizer state of {mem['buffers'] / 2**20:.1f} MiB."),
     ]
     if results.get("default_run"):
         wall, tail, cmd = results["default_run"]
         lines += ["", "## Default `fastnn train`", "",
-                  f"`{cmd}` (10 epochs, 3x256, batch 128): whole command {wall:.1f} s; "
-                  f"it printed `{tail}`."]
+                  (f"`{cmd}` (10 epochs, 3x256, batch 128): whole command {wall:.1f} s; "
+                  f"it printed `{tail}`.")]
     (out_dir / "performance.md").write_text("\n".join(lines) + "\n")
     (out_dir / "performance.json").write_text(json.dumps(results, indent=1, default=str))
     _plot(results, out_dir / "performance.png")
@@ -458,6 +507,13 @@ def main(argv=None):
     for batch in (b for b in args.batches if b >= 256):
         t_step, t_prod = step_vs_products(128, batch)
         results["gemm_ratio"].append({"batch": batch, "step": t_step, "products": t_prod})
+    if torch is not None:
+        results["fused_estimate"] = []
+        for width, batch in [(128, b) for b in args.batches] + [(1024, 64)]:
+            ours, fused, step, projected = fused_update_estimate(torch, width, batch)
+            results["fused_estimate"].append({"width": width, "batch": batch, "ours": ours,
+                                              "fused": fused, "step": step,
+                                              "projected": projected})
     results["memory"] = {
         "steps": {f"3x{w} batch {b}": step_memory(w, b) for w, b in ((128, 64), (1024, 256))},
     }

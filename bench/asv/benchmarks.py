@@ -33,7 +33,7 @@ class TrainStep:
     """Forward, fused loss, backward and an Adam update of one batch."""
 
     params = (BATCH_SIZES, WIDTHS)
-    param_names = ["batch", "width"]
+    param_names = ("batch", "width")
 
     def setup(self, batch, width):
         self.net, self.opt = _net(width)
@@ -62,7 +62,7 @@ class Forward:
     """Inference on one batch (predict_proba)."""
 
     params = (BATCH_SIZES, WIDTHS)
-    param_names = ["batch", "width"]
+    param_names = ("batch", "width")
 
     def setup(self, batch, width):
         self.net, _ = _net(width)
@@ -77,7 +77,7 @@ class OptimizerUpdate:
     """One in-place update of all parameters of the 3-hidden-layer network."""
 
     params = (sorted(fastnn.optimizers.OPTIMIZERS), WIDTHS)
-    param_names = ["optimizer", "width"]
+    param_names = ("optimizer", "width")
 
     def setup(self, name, width):
         self.net, self.opt = _net(width, name)
@@ -91,7 +91,7 @@ class SoftmaxCrossEntropy:
     """The fused softmax + cross-entropy + dL/dz kernel on 10 classes."""
 
     params = BATCH_SIZES
-    param_names = ["batch"]
+    param_names = ("batch",)
 
     def setup(self, batch):
         rng = np.random.default_rng(0)
