@@ -6,6 +6,7 @@ output), 2 bad command-line usage or settings, 3 training diverged,
 """
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -63,7 +64,8 @@ def _add_train_args(p):
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of initialisation, split and shuffling")
     p.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}", help="float type")
-    p.add_argument("--val-fraction", dest="val_fraction", type=float, default=d.val_fraction,
+    p.add_argument("--val-fraction", "--val_fraction", dest="val_fraction", type=float,
+                   default=d.val_fraction,
                    help="share of the training set held out for validation")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
     p.add_argument("--no-download", action="store_true",
@@ -93,6 +95,32 @@ def build_parser():
                     metavar="{fashion_mnist,mnist,digits}")
     ev.add_argument("--data-dir", default=None)
     ev.add_argument("--no-download", action="store_true")
+
+    sw = sub.add_parser("sweep", help="run a hyperparameter sweep (W&B sweep YAML)",
+                        allow_abbrev=False)
+    sw.add_argument("spec", help="sweep file (W&B sweep format: method, metric, parameters)")
+    sw.add_argument("--results", default=None, metavar="DIR",
+                    help="results directory (default: results/SPEC-NAME); re-running resumes")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: number of CPUs)")
+    sw.add_argument("--seed", type=int, default=0, help="seed of sampling and validation split")
+    sw.add_argument("-d", "--dataset", default=None, help="data set unless the spec sets one")
+    sw.add_argument("--data-dir", default=None)
+    sw.add_argument("--val-fraction", type=float, default=0.1)
+    sw.add_argument("--wandb", action="store_true", help="log every run to Weights & Biases")
+    sw.add_argument("-wp", "--wandb_project", default=None)
+    sw.add_argument("-we", "--wandb_entity", default=None)
+    sw.add_argument("--wandb-sweep", action="store_true",
+                    help="register the sweep with the W&B server and run an agent on it")
+    sw.add_argument("--count", type=int, default=None, help="runs for this W&B agent")
+
+    rp = sub.add_parser("report", help="tables and figures of a sweep, into reports/",
+                        allow_abbrev=False)
+    rp.add_argument("results", help="results directory of fastnn sweep")
+    rp.add_argument("--out", default="reports", help="output directory")
+    rp.add_argument("--data-dir", default=None)
+    rp.add_argument("--mnist-dir", default=None, help="where MNIST is (default: --data-dir)")
+    rp.add_argument("--no-mnist", action="store_true", help="skip the MNIST section")
 
     data = sub.add_parser("data", help="find (or download) a data set and say where it is",
                           allow_abbrev=False)
@@ -251,7 +279,68 @@ def cmd_data(args, out):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "data": cmd_data}
+def cmd_sweep(args, out):
+    from . import sweep
+
+    spec = sweep.load_spec(args.spec)
+    wandb_opts = None
+    if args.wandb or args.wandb_project or args.wandb_entity or args.wandb_sweep:
+        wandb_opts = {"project": args.wandb_project or "fastnn", "entity": args.wandb_entity,
+                      "group": Path(args.spec).stem}
+    if args.wandb_sweep:
+        sweep_id = sweep.wandb_sweep(spec, wandb_opts["project"], wandb_opts["entity"],
+                                     count=args.count)
+        print(f"W&B sweep {sweep_id} finished on this agent", file=out)
+        return 0
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {args.workers}")
+    results = Path(args.results or Path("results") / Path(args.spec).stem)
+    total = len(spec.configs(args.seed))
+    print(f"sweep {args.spec}: {spec.method}, {total} runs, results in {results}", file=out,
+          flush=True)
+
+    def progress(record, done, total):
+        status = record["status"]
+        if status == "finished":
+            detail = (f"val_acc {record['val_accuracy']:.4f}  "
+                      f"test_acc {record['test_accuracy']:.4f}")
+        else:
+            detail = record.get("error", "")
+        print(f"[{done}/{total}] {record['run_id']} {status}  {detail}  "
+              f"({record['wall_time']:.1f}s)", file=out, flush=True)
+
+    try:
+        records = sweep.run_sweep(spec, results, dataset=args.dataset, data_dir=args.data_dir,
+                                  workers=args.workers, seed=args.seed,
+                                  val_fraction=args.val_fraction, wandb=wandb_opts,
+                                  on_result=progress)
+    except KeyboardInterrupt:
+        done = len(sweep.read_results(results))
+        print(f"interrupted: {done} finished runs kept in {results}; run the same command "
+              "to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    best = sweep.best_run(records, spec.metric, spec.goal)
+    failed = sum(r["status"] != "finished" for r in records)
+    print(f"{len(records)} runs recorded ({failed} failed or diverged)", file=out)
+    if best is not None:
+        print(f"best: {best['run_id']} {spec.metric} {best[spec.metric]:.4f} "
+              f"test_acc {best['test_accuracy']:.4f} config {json.dumps(best['config'])}",
+              file=out)
+    return 0
+
+
+def cmd_report(args, out):
+    from . import report
+
+    path = report.write_report(args.results, args.out, data_dir=args.data_dir,
+                               mnist_dir=False if args.no_mnist else args.mnist_dir,
+                               log=lambda msg: print(msg, file=out, flush=True))
+    print(f"report written to {path}", file=out)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sweep": cmd_sweep,
+            "report": cmd_report, "data": cmd_data}
 
 
 def main(argv=None, out=None):

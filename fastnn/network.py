@@ -148,6 +148,7 @@ class Network:
             layer.allocate(n, self.dtype)
         self._row_buf = np.empty((n, 1), dtype=self.dtype)
         self._rows = np.arange(n, dtype=np.intp)
+        self._ones = np.ones(n, dtype=self.dtype)
         self._capacity = n
 
     # ---------------------------------------------------------------- kernels
@@ -168,10 +169,10 @@ class Network:
             layer, prev = layers[i], layers[i - 1]
             a_prev = prev.z[:n]
             delta_prev = prev.delta[:n]
-            layer.backward(a_prev, delta, delta_prev)
+            layer.backward(a_prev, delta, delta_prev, self._ones[:n])
             self._act_backward(delta_prev, a_prev, prev.scratch[:n])
             delta = delta_prev
-        layers[0].backward(X, delta, None)
+        layers[0].backward(X, delta, None, self._ones[:n])
         if self.weight_decay:
             self._add_weight_decay_grad()
 

@@ -253,11 +253,12 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g**2
         w -= lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
 
-    Implemented as ``w -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)``
-    with ``bc1 = 1 - beta1**t`` and ``bc2 = 1 - beta2**t``: the bias
-    corrections are scalars folded into the step, and ``eps`` keeps the
-    meaning it has in PyTorch's Adam (added to the bias-corrected root, not
-    the eps-hat form that adds it to the raw root).
+    Implemented as ``w -= (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2))``
+    with ``bc1 = 1 - beta1**t`` and ``bc2 = 1 - beta2**t``: the same value
+    (multiply numerator and denominator by sqrt(bc2)) in one array pass
+    fewer. ``eps`` keeps the meaning it has in PyTorch's Adam: it is added to
+    the bias-corrected root, not the eps-hat form that adds it to the raw
+    root.
     """
 
     name = "adam"
@@ -271,10 +272,10 @@ class Adam(Optimizer):
 
     def _begin_step(self, t):
         self._bc1 = 1.0 - self.beta1 ** t
-        self._inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2 ** t)
+        self._sqrt_bc2 = math.sqrt(1.0 - self.beta2 ** t)
 
     def _moments(self, g, m, v, scratch):
-        """Update m and v in place; leave sqrt(v/bc2) + eps in ``scratch``."""
+        """Update m and v in place; leave sqrt(v) + eps*sqrt(bc2) in ``scratch``."""
         np.subtract(g, m, out=scratch)
         scratch *= 1.0 - self.beta1
         m += scratch  # m = beta1*m + (1-beta1)*g
@@ -283,13 +284,12 @@ class Adam(Optimizer):
         scratch *= 1.0 - self.beta2
         v += scratch  # v = beta2*v + (1-beta2)*g^2
         np.sqrt(v, out=scratch)
-        scratch *= self._inv_sqrt_bc2
-        scratch += self.eps
+        scratch += self.eps * self._sqrt_bc2
 
     def _update(self, w, g, m, v, scratch):
         self._moments(g, m, v, scratch)
         np.divide(m, scratch, out=scratch)
-        scratch *= self.lr / self._bc1
+        scratch *= self.lr * self._sqrt_bc2 / self._bc1
         w -= scratch
 
 
@@ -327,8 +327,9 @@ class Nadam(Adam):
         super()._begin_step(t)
         mu_t, mu_next = self._mu(t), self._mu(t + 1)
         self._mu_product *= mu_t
-        self._coef_m = self.lr * mu_next / (1.0 - self._mu_product * mu_next)
-        self._coef_g = self.lr * (1.0 - mu_t) / (1.0 - self._mu_product)
+        # sqrt(bc2) because _moments leaves sqrt(bc2) * (sqrt(v/bc2) + eps).
+        self._coef_m = self.lr * self._sqrt_bc2 * mu_next / (1.0 - self._mu_product * mu_next)
+        self._coef_g = self.lr * self._sqrt_bc2 * (1.0 - mu_t) / (1.0 - self._mu_product)
 
     def _restore_extra(self):
         self._mu_product = math.prod(self._mu(i) for i in range(1, self.t + 1))

@@ -13,7 +13,8 @@ from .errors import FastnnError
 from .train import Callback
 
 
-def _has_credentials():
+def has_credentials():
+    """True when a W&B API key is set or stored (``wandb login``)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
@@ -31,7 +32,7 @@ def import_wandb():
     FastnnError
         wandb is not installed.
     """
-    if not _has_credentials():
+    if not has_credentials():
         os.environ.setdefault("WANDB_MODE", "offline")
     try:
         import wandb
@@ -42,19 +43,13 @@ def import_wandb():
     return wandb
 
 
-def run_name(config):
-    """A readable run name such as ``hl_3_sz_128_bs_64_ac_relu_o_adam``."""
-    return (f"hl_{config.num_layers}_sz_{config.hidden_size}_bs_{config.batch_size}"
-            f"_ac_{config.activation}_o_{config.optimizer}")
-
-
 class WandbCallback(Callback):
     """Log each epoch's metrics to an open W&B run."""
 
-    def __init__(self, project, entity=None, config=None, name=None):
+    def __init__(self, project, entity=None, config=None, name=None, group=None):
         self._wandb = import_wandb()
         self.run = self._wandb.init(project=project, entity=entity, config=config, name=name,
-                                    reinit=True)
+                                    group=group, reinit=True)
 
     def on_epoch_end(self, epoch, logs):
         self.run.log({"epoch": epoch, **logs})
@@ -64,3 +59,16 @@ class WandbCallback(Callback):
         if summary:
             self.run.summary.update(summary)
         self.run.finish()
+
+    def log_confusion_matrix(self, y_true, y_pred, class_names):
+        """Log ``wandb.plot.confusion_matrix`` of a model's predictions."""
+        plot = self._wandb.plot.confusion_matrix(
+            y_true=[int(v) for v in y_true], preds=[int(v) for v in y_pred],
+            class_names=list(class_names))
+        self.run.log({"confusion_matrix": plot})
+
+
+def run_name(config):
+    """A readable W&B run name, e.g. ``hl_3_sz_128_bs_16_ac_tanh_o_adam_lr_0.001``."""
+    return (f"hl_{config.num_layers}_sz_{config.hidden_size}_bs_{config.batch_size}"
+            f"_ac_{config.activation}_o_{config.optimizer}_lr_{config.lr:g}")

@@ -1,0 +1,376 @@
+"""``fastnn report RESULTS_DIR``: tables and figures of a sweep, written to reports/.
+
+matplotlib and pandas are imported here only (the ``plot`` extra). The
+report reads ``results.jsonl`` of a sweep and the saved model of its best
+run, and trains a few extra runs itself: the best configuration with
+squared-error loss, and three configurations on MNIST.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets, metrics, modelfile, sweep
+from ._atomic import atomic_open, atomic_write_bytes
+from .config import TrainConfig
+from .errors import FastnnError
+
+HYPERPARAMETERS = ("epochs", "num_layers", "hidden_size", "weight_decay", "lr", "optimizer",
+                   "batch_size", "weight_init", "activation", "loss")
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import pandas as pd
+    except ImportError as exc:
+        raise FastnnError('fastnn report needs matplotlib and pandas: pip install "fastnn[plot]"'
+                          ) from exc
+    return plt, pd
+
+
+def _save(fig, path):
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def runs_frame(records):
+    """One row per finished run: its hyperparameters and results (pandas)."""
+    _, pd = _plt()
+    rows = []
+    for r in records:
+        if r.get("status") != "finished":
+            continue
+        cfg = r["config"]
+        rows.append({**{k: cfg.get(k, getattr(TrainConfig(), k)) for k in HYPERPARAMETERS},
+                     "run_id": r["run_id"], "index": r["index"],
+                     "val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
+                     "wall_time": r["wall_time"]})
+    df = pd.DataFrame(rows)
+    if len(df):
+        for col in ("activation", "weight_init", "optimizer", "loss"):
+            df[col] = df[col].astype(str).str.lower()
+    return df
+
+
+def swept_columns(df):
+    return [c for c in HYPERPARAMETERS if c in df and df[c].nunique() > 1]
+
+
+def effects(df):
+    """Per hyperparameter: per-value count/mean/best, and the share of variance it explains.
+
+    The share is eta squared: between-group variance of validation accuracy
+    over total variance, grouping runs by the hyperparameter's value.
+    """
+    total = ((df["val_accuracy"] - df["val_accuracy"].mean()) ** 2).sum()
+    out = {}
+    for col in swept_columns(df):
+        groups = df.groupby(col)["val_accuracy"]
+        table = groups.agg(["count", "mean", "max"]).sort_values("mean", ascending=False)
+        between = (groups.count() * (groups.mean() - df["val_accuracy"].mean()) ** 2).sum()
+        out[col] = {"table": table, "eta2": float(between / total) if total > 0 else 0.0}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["eta2"]))
+
+
+def observations(df, eff):
+    """Short findings, each computed from the numbers in the tables."""
+    notes = []
+    ranked = list(eff.items())
+    if ranked:
+        names = ", ".join(f"{k} ({v['eta2']:.0%})" for k, v in ranked[:3])
+        notes.append(f"The hyperparameters that explain most of the variance in validation "
+                     f"accuracy are {names}.")
+    for col, info in ranked[:6]:
+        t = info["table"]
+        if len(t) < 2:
+            continue
+        best, worst = t.index[0], t.index[-1]
+        notes.append(f"{col}: {best} has the highest mean validation accuracy "
+                     f"({t['mean'].iloc[0]:.2%} over {int(t['count'].iloc[0])} runs), "
+                     f"{worst} the lowest ({t['mean'].iloc[-1]:.2%}); the best single run "
+                     f"with {col}={t['max'].idxmax()} reached {t['max'].max():.2%}.")
+    low = df[df["val_accuracy"] < 0.5]
+    if len(low):
+        common = {c: low[c].value_counts().idxmax() for c in swept_columns(df)}
+        share = {c: (low[c] == v).mean() for c, v in common.items()}
+        top = sorted(share.items(), key=lambda kv: -kv[1])[:2]
+        notes.append(f"{len(low)} of {len(df)} runs stayed below 50% validation accuracy; "
+                     + " and ".join(f"{share_:.0%} of them had {c}={common[c]}"
+                                    for c, share_ in top) + ".")
+    return notes
+
+
+# ----------------------------------------------------------------- figures
+def plot_parallel(df, path):
+    plt, _ = _plt()
+    cols = swept_columns(df)
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(cols) + 2), 5))
+    cmap = plt.get_cmap("viridis")
+    acc = df["val_accuracy"].to_numpy()
+    lo, hi = float(acc.min()), float(acc.max())
+    positions = {}
+    for c in cols:
+        values = sorted(df[c].unique(), key=lambda v: (isinstance(v, str), v))
+        positions[c] = {v: (i / (len(values) - 1) if len(values) > 1 else 0.5)
+                        for i, v in enumerate(values)}
+    order = np.argsort(acc)
+    for i in order:
+        row = df.iloc[i]
+        ys = [positions[c][row[c]] for c in cols] + [(acc[i] - lo) / (hi - lo or 1)]
+        ax.plot(range(len(cols) + 1), ys, color=cmap((acc[i] - lo) / (hi - lo or 1)),
+                alpha=0.6, lw=1)
+    for x, c in enumerate(cols):
+        for v, y in positions[c].items():
+            ax.text(x, y, f" {v}", fontsize=7, va="center")
+    ax.set_xticks(range(len(cols) + 1), cols + ["val_accuracy"], rotation=30)
+    ax.set_yticks([])
+    ax.set_title("Hyperparameters against validation accuracy (colour: accuracy)")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(lo, hi))
+    fig.colorbar(sm, ax=ax, label="validation accuracy")
+    _save(fig, path)
+
+
+def plot_run_order(df, path):
+    plt, _ = _plt()
+    d = df.sort_values("index")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.scatter(d["index"], d["val_accuracy"], s=12, label="run")
+    ax.plot(d["index"], d["val_accuracy"].cummax(), color="C1", label="best so far")
+    ax.set(xlabel="run (in the order the sweep drew them)", ylabel="validation accuracy",
+           title="Validation accuracy of every run")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_confusion(matrix, class_names, path, title):
+    plt, _ = _plt()
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(8.5, 7.5))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    k = len(class_names)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{matrix[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
+                    fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, label="share of the true class")
+    _save(fig, path)
+
+
+def confused_pairs(matrix, class_names, top=5):
+    pairs = []
+    k = len(class_names)
+    for i in range(k):
+        for j in range(k):
+            if i != j and matrix[i, j]:
+                pairs.append((int(matrix[i, j]), class_names[i], class_names[j]))
+    return sorted(pairs, reverse=True)[:top]
+
+
+def plot_curves(histories, path, title):
+    plt, _ = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (label, h) in enumerate(histories):
+        a1.plot(h["epoch"], h["loss"], color=f"C{i}", ls="--")
+        a1.plot(h["epoch"], h["val_loss"], color=f"C{i}", label=label)
+        a2.plot(h["epoch"], h["accuracy"], color=f"C{i}", ls="--")
+        a2.plot(h["epoch"], h["val_accuracy"], color=f"C{i}", label=label)
+    a1.set(xlabel="epoch", ylabel="loss (dashed: train, solid: validation)")
+    a2.set(xlabel="epoch", ylabel="accuracy (dashed: train, solid: validation)")
+    a2.legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+# --------------------------------------------------------------- training
+def train_config(values, dataset, data_dir, seed, split=None):
+    """Train one configuration; return (net, history, test accuracy, split, seconds)."""
+    from .train import build, fit
+
+    config = dataclasses.replace(TrainConfig(**{**values, "dataset": dataset}),
+                                 seed=seed).validated()
+    split = split or datasets.prepare(dataset, data_dir=data_dir, seed=0)
+    net, opt = build(config, split.X_train.shape[1], len(split.class_names))
+    start = time.perf_counter()
+    history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
+                  batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
+                  seed=seed)
+    seconds = time.perf_counter() - start
+    return net, history, net.evaluate(split.X_test, split.y_test)[1], split, seconds
+
+
+def choose_mnist_configs(df, records):
+    """Three configurations for MNIST, each with the reason it was chosen."""
+    by_id = {r["run_id"]: r for r in records}
+    ranked = df.sort_values("val_accuracy", ascending=False)
+    picks = []
+    best = ranked.iloc[0]
+    picks.append((by_id[best["run_id"]]["config"],
+                  f"the best Fashion-MNIST configuration (validation {best['val_accuracy']:.2%})"))
+    seen = {(best["optimizer"], best["activation"])}
+    for _, row in ranked.iloc[1:].iterrows():
+        key = (row["optimizer"], row["activation"])
+        if key in seen:
+            continue
+        seen.add(key)
+        picks.append((by_id[row["run_id"]]["config"],
+                      f"the best run with a different optimizer/activation pair "
+                      f"({row['optimizer']}/{row['activation']}, validation "
+                      f"{row['val_accuracy']:.2%}), to see whether the ranking carries over"))
+        if len(picks) == 2:
+            break
+    fastest = ranked[ranked["val_accuracy"] >= ranked["val_accuracy"].iloc[0] - 0.01] \
+        .sort_values("wall_time").iloc[0]
+    picks.append((by_id[fastest["run_id"]]["config"],
+                  f"the fastest run within one point of the best ({fastest['wall_time']:.0f} s, "
+                  f"validation {fastest['val_accuracy']:.2%}): a cheap configuration that was "
+                  "nearly as good"))
+    return picks[:3]
+
+
+# ------------------------------------------------------------------- main
+def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, seed=0,
+                 log=print):
+    """Write ``out_dir/sweep.md`` and its figures from a sweep's results."""
+    plt, pd = _plt()
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    records = sweep.read_results(results_dir)
+    if not records:
+        raise FastnnError(f"{results_dir}: no results.jsonl with runs in it")
+    df = runs_frame(records)
+    if not len(df):
+        raise FastnnError(f"{results_dir}: no finished runs to report on")
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    spec_info = json.loads((results_dir / sweep.SPEC_FILE).read_text()) \
+        if (results_dir / sweep.SPEC_FILE).exists() else {}
+    dataset = records[0]["config"].get("dataset") or "fashion_mnist"
+    failed = [r for r in records if r.get("status") != "finished"]
+    lines = [f"# Sweep report: {results_dir}", "",
+             f"{len(records)} runs ({len(df)} finished, {len(failed)} failed or diverged) on "
+             f"{dataset}; total training time {df['wall_time'].sum() / 3600:.2f} worker-hours. "
+             f"Generated by `fastnn report {results_dir}`.", ""]
+    if spec_info.get("spec"):
+        lines += ["Sweep file:", "", "```json", json.dumps(spec_info["spec"], indent=1), "```", ""]
+
+    # 1. top runs
+    top = df.sort_values("val_accuracy", ascending=False).head(10)
+    cols = swept_columns(df)
+    lines += ["## 1. Top runs", "", "| rank | " + " | ".join(cols) + " | val acc | test acc | "
+              "time |", "|" + "---|" * (len(cols) + 4)]
+    for rank, (_, row) in enumerate(top.iterrows(), 1):
+        lines.append(f"| {rank} | " + " | ".join(str(row[c]) for c in cols)
+                     + f" | {row['val_accuracy']:.2%} | {row['test_accuracy']:.2%} | "
+                     f"{row['wall_time']:.0f} s |")
+    best_rec = sweep.best_run(records)
+    lines += ["", f"Best configuration (run {best_rec['run_id']}): "
+              f"`{json.dumps(best_rec['config'])}`.", ""]
+
+    # 2. parallel coordinates
+    plot_parallel(df, fig_dir / "parallel_coordinates.png")
+    lines += ["## 2. Hyperparameters against validation accuracy", "",
+              "![parallel coordinates](figures/parallel_coordinates.png)", ""]
+
+    # 3. effects
+    eff = effects(df)
+    lines += ["## 3. The effect of each hyperparameter", "",
+              "Share of the variance of validation accuracy explained by each hyperparameter "
+              "(eta squared), and mean / best validation accuracy per value:", ""]
+    for col, info in eff.items():
+        t = info["table"]
+        lines.append(f"- **{col}** ({info['eta2']:.0%} of variance): " + "; ".join(
+            f"{idx}: mean {r['mean']:.2%}, best {r['max']:.2%} (n={int(r['count'])})"
+            for idx, r in t.iterrows()))
+    lines += ["", "Observations:", ""] + [f"- {n}" for n in observations(df, eff)] + [""]
+
+    # 4. run order
+    plot_run_order(df, fig_dir / "val_accuracy_by_run.png")
+    lines += ["## 4. Validation accuracy in run order", "",
+              "![validation accuracy by run](figures/val_accuracy_by_run.png)", ""]
+
+    # 5. confusion matrix of the best model
+    model_path = results_dir / "models" / f"{best_rec['run_id']}.npz"
+    if model_path.exists():
+        net, _ = modelfile.load(model_path)
+    else:
+        log(f"retraining the best run {best_rec['run_id']} (its model file is gone)")
+        net = train_config(best_rec["config"], dataset, data_dir, best_rec["seed"])[0]
+    ds = datasets.load(dataset, data_dir=data_dir)
+    X_test = datasets.preprocess(ds.x_test, net.dtype.name)
+    pred = net.predict(X_test)
+    matrix = metrics.confusion_matrix(ds.y_test, pred, len(ds.class_names))
+    acc = metrics.accuracy(ds.y_test, pred)
+    plot_confusion(matrix, ds.class_names, fig_dir / "confusion_matrix.png",
+                   f"Best model on the {len(X_test):,} test images (accuracy {acc:.2%})")
+    lines += ["## 5. Confusion matrix of the best model", "",
+              f"Test accuracy {acc:.2%}. Counts and row-normalised rates:", "",
+              "![confusion matrix](figures/confusion_matrix.png)", "",
+              "Most confused pairs (true -> predicted, count):", ""]
+    lines += [f"- {a} -> {b}: {n} ({n / max(matrix[ds.class_names.index(a)].sum(), 1):.1%} "
+              f"of {a})" for n, a, b in confused_pairs(matrix, list(ds.class_names))]
+    lines.append("")
+
+    # 6. learning curves of the best runs
+    by_id = {r["run_id"]: r for r in records}
+    curves = [(f"#{i + 1} {rid}", by_id[rid]["history"])
+              for i, rid in enumerate(top["run_id"].head(5))]
+    plot_curves(curves, fig_dir / "learning_curves.png", "Learning curves of the five best runs")
+    lines += ["## 6. Learning curves of the best runs", "",
+              "![learning curves](figures/learning_curves.png)", ""]
+
+    # 7. cross-entropy against squared error at the best configuration
+    log("training the best configuration with cross-entropy and squared error")
+    pair = []
+    for loss in ("cross_entropy", "mean_squared_error"):
+        values = {**best_rec["config"], "loss": loss}
+        _, hist, test_acc, _, secs = train_config(values, dataset, data_dir, best_rec["seed"])
+        pair.append((loss, hist.to_dict(), test_acc, secs))
+    plot_curves([(p[0], p[1]) for p in pair], fig_dir / "ce_vs_mse.png",
+                "Cross-entropy against squared error at the best configuration")
+    lines += ["## 7. Cross-entropy against squared error", "",
+              "Same configuration and seed, only the loss differs:", "",
+              "| loss | final val acc | test acc | time |", "|---|---|---|---|"]
+    lines += [f"| {p[0]} | {p[1]['val_accuracy'][-1]:.2%} | {p[2]:.2%} | {p[3]:.0f} s |"
+              for p in pair]
+    lines += ["", "![cross-entropy vs squared error](figures/ce_vs_mse.png)", ""]
+
+    # 8. MNIST
+    if mnist_dir is not False:
+        lines += _mnist_section(df, records, mnist_dir if mnist_dir else data_dir, log)
+    atomic_write_bytes(out_dir / "sweep.md", ("\n".join(lines) + "\n").encode())
+    return out_dir / "sweep.md"
+
+
+def _mnist_section(df, records, data_dir, log):
+    try:
+        ds = datasets.load("mnist", data_dir=data_dir)
+    except FastnnError as exc:
+        return ["## 8. MNIST", "", f"Skipped: {exc}", ""]
+    split = datasets.prepare("mnist", data_dir=data_dir, seed=0)
+    subset = len(ds.x_train) < 60000
+    lines = ["## 8. Do the findings carry over to MNIST?", "",
+             f"Training images: {len(ds.x_train):,}"
+             + (" (a subset: this machine has only a 10,000-image MNIST training set; with "
+                "the full 60,000 the same command uses them)" if subset else "")
+             + f", {len(split.X_val):,} of them held out for validation; "
+             f"tested on the official {len(ds.x_test):,}-image MNIST test set.", "",
+             "| configuration | why | MNIST test acc | time |", "|---|---|---|---|"]
+    for values, why in choose_mnist_configs(df, records):
+        log(f"training on MNIST: {values}")
+        _, _, test_acc, _, secs = train_config(values, "mnist", data_dir, 0, split=split)
+        short = ", ".join(f"{k}={values[k]}" for k in HYPERPARAMETERS if k in values)
+        lines.append(f"| {short} | {why} | {test_acc:.2%} | {secs:.0f} s |")
+    lines.append("")
+    return lines

@@ -1,0 +1,162 @@
+"""Sweep files, the local sweep driver and resuming."""
+
+import json
+
+import pytest
+
+from fastnn import sweep
+from fastnn.cli import main
+
+TINY = """
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+parameters:
+  dataset: {value: digits}
+  epochs: {value: 2}
+  num_layers: {value: 1}
+  hidden_size: {values: [8, 16]}
+  learning_rate: {values: [1e-3, 0.01]}
+"""
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_expands_in_order(tmp_path):
+    spec = sweep.load_spec(write(tmp_path, TINY))
+    configs = spec.configs()
+    assert len(configs) == 4
+    assert configs[0] == {"dataset": "digits", "epochs": 2, "num_layers": 1, "hidden_size": 8,
+                          "lr": 0.001}
+    assert {c["lr"] for c in configs} == {0.001, 0.01}  # "1e-3" read as a number
+
+
+def test_random_sampling_is_seeded_and_within_bounds(tmp_path):
+    spec = sweep.parse_spec({
+        "method": "random", "run_cap": 50,
+        "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+                       "hidden_size": {"distribution": "int_uniform", "min": 8, "max": 64},
+                       "momentum": {"distribution": "q_uniform", "min": 0.5, "max": 0.9,
+                                    "q": 0.1},
+                       "activation": {"values": ["relu", "tanh"]}}})
+    a, b = spec.configs(seed=1), spec.configs(seed=1)
+    assert a == b and len(a) == 50 and a != spec.configs(seed=2)
+    assert all(1e-4 <= c["lr"] <= 1e-1 for c in a)
+    assert all(8 <= c["hidden_size"] <= 64 and isinstance(c["hidden_size"], int) for c in a)
+    assert all(abs(c["momentum"] * 10 - round(c["momentum"] * 10)) < 1e-9 for c in a)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("method: grid\nparameters: {epochs: {values: [1, 2]]}", "malformed YAML at line"),
+    ("method: bayes\nparameters: {epochs: {values: [1]}}", "'bayes' needs the W&B server"),
+    ("method: hyperband\nparameters: {epochs: {values: [1]}}", "method must be one of"),
+    ("method: grid\nparameters: {colour: {values: [1]}}", "unknown parameter 'colour'"),
+    ("method: grid\nfoo: 1\nparameters: {epochs: {values: [1]}}", "unknown key"),
+    ("method: grid\nparameters: {epochs: {values: [0, 5]}}", "epochs must be >= 1, got 0"),
+    ("method: grid\nparameters: {learning_rate: {values: [-0.1]}}", "lr must be > 0"),
+    ("method: grid\nparameters: {optimizer: {values: [adagrad]}}", "optimizer must be one of"),
+    ("method: random\nparameters: {epochs: {values: [1]}}", "needs a run_cap"),
+    ("method: grid\nparameters: {lr: {min: 0.1, max: 0.2}}", "grid needs values"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: normal, mu: 0}}",
+     "unknown key"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: q_normal}}",
+     "not supported locally"),
+    ("method: grid\nparameters: {lr: {values: [0.1]}, learning_rate: {values: [0.2]}}",
+     "given twice"),
+    ("- just\n- a list", "mapping at the top level"),
+])
+def test_bad_sweep_files(tmp_path, text, message):
+    with pytest.raises(sweep.SweepError, match=message):
+        sweep.load_spec(write(tmp_path, text))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    evil = "method: grid\nparameters: !!python/object/apply:os.system ['echo pwned']\n"
+    with pytest.raises(sweep.SweepError, match="malformed YAML"):
+        sweep.load_spec(write(tmp_path, evil))
+
+
+def test_tiny_sweep_runs_records_and_resumes(tmp_path, capsys):
+    spec_path = write(tmp_path, TINY)
+    results = tmp_path / "results"
+    rc = main(["sweep", str(spec_path), "--results", str(results), "--workers", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    lines = (results / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    records = [json.loads(line) for line in lines]
+    assert {r["status"] for r in records} == {"finished"}
+    assert sorted(r["index"] for r in records) == [0, 1, 2, 3]
+    for r in records:
+        assert len(r["history"]["val_accuracy"]) == 2
+        assert 0 <= r["test_accuracy"] <= 1 and r["wall_time"] > 0
+    assert len(list((results / "models").glob("*.npz"))) == 3  # the top 3 are kept
+    assert "best:" in out
+    # Re-running the same command finds everything done: nothing is added.
+    assert main(["sweep", str(spec_path), "--results", str(results)]) == 0
+    assert len((results / "results.jsonl").read_text().splitlines()) == 4
+
+
+def test_resume_runs_only_what_is_missing(tmp_path):
+    spec = sweep.load_spec(write(tmp_path, TINY))
+    results = tmp_path / "r"
+    sweep.run_sweep(spec, results, workers=1)
+    path = results / "results.jsonl"
+    lines = path.read_text().splitlines()
+    kept = [json.loads(x)["run_id"] for x in lines[:2]]
+    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])  # torn last line
+    with pytest.warns(UserWarning, match="unreadable line 3"):
+        records = sweep.run_sweep(spec, results, workers=2)
+    ids = [r["run_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 4
+    assert ids[:2] == kept
+
+
+def test_results_dir_of_another_sweep_is_refused(tmp_path):
+    results = tmp_path / "r"
+    sweep.run_sweep(sweep.load_spec(write(tmp_path, TINY)), results, workers=1)
+    other = sweep.load_spec(write(tmp_path, TINY.replace("epochs: {value: 2}",
+                                                         "epochs: {value: 3}"), "b.yaml"))
+    with pytest.raises(sweep.SweepError, match="different sweep"):
+        sweep.run_sweep(other, results, workers=1)
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    text = TINY.replace("learning_rate: {values: [1e-3, 0.01]}",
+                        "learning_rate: {values: [1e-3, 1e30]}\n  optimizer: {value: sgd}")
+    records = sweep.run_sweep(sweep.load_spec(write(tmp_path, text)), tmp_path / "r", workers=2)
+    statuses = sorted(r["status"] for r in records)
+    assert statuses == ["diverged", "diverged", "finished", "finished"]
+    bad = next(r for r in records if r["status"] == "diverged")
+    assert "lower learning rate" in bad["error"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    spec_path = write(tmp_path, "method: bayes\nparameters: {epochs: {values: [1]}}")
+    assert main(["sweep", str(spec_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'bayes' needs the W&B server" in err[0]
+    assert main(["sweep", str(tmp_path / "missing.yaml")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_wandb_sweep_without_credentials_fails_fast(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    rc = main(["sweep", str(write(tmp_path, TINY)), "--wandb-sweep"])
+    assert rc == 1
+    assert "needs W&B credentials" in capsys.readouterr().err
+
+
+def test_shipped_sweep_file_is_valid():
+    from pathlib import Path
+
+    spec = sweep.load_spec(Path(__file__).parent.parent / "sweeps" / "fashion_mnist.yaml")
+    assert spec.method == "random" and spec.run_cap >= 1
+    grid = 1
+    for p in spec.params:
+        grid *= len(p.values)
+    assert grid == 11664
