@@ -8,6 +8,7 @@ output), 2 bad command-line usage or settings, 3 training diverged,
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -309,6 +310,10 @@ def cmd_sweep(args, out):
         print(f"[{done}/{total}] {record['run_id']} {status}  {detail}  "
               f"({record['wall_time']:.1f}s)", file=out, flush=True)
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)  # `kill` stops a sweep like Ctrl-C
     try:
         records = sweep.run_sweep(spec, results, dataset=args.dataset, data_dir=args.data_dir,
                                   workers=args.workers, seed=args.seed,
@@ -319,6 +324,8 @@ def cmd_sweep(args, out):
         print(f"interrupted: {done} finished runs kept in {results}; run the same command "
               "to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     best = sweep.best_run(records, spec.metric, spec.goal)
     failed = sum(r["status"] != "finished" for r in records)
     print(f"{len(records)} runs recorded ({failed} failed or diverged)", file=out)

@@ -340,7 +340,7 @@ def _run_one(task):
                                  "test_accuracy": test_acc})
         if wandb_run is not None:
             wandb_run.finish({"test_accuracy": test_acc, "val_accuracy": record["val_accuracy"]})
-    except Exception as exc:  # a run that fails is recorded, and the sweep goes on
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded; the sweep goes on
         record.update(status="diverged" if type(exc).__name__ == "TrainingDivergedError"
                       else "failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=3))
@@ -463,8 +463,11 @@ def _keep_top_models(results_dir, records, spec):
     finished = [r for r in records if r.get("status") == "finished"]
     finished.sort(key=lambda r: _objective(r, spec.metric, spec.goal), reverse=True)
     keep = {r["run_id"] for r in finished[:TOP_MODELS]}
+    recorded = {r["run_id"] for r in records}
     for path in (Path(results_dir) / "models").glob("*.npz"):
-        if path.stem not in keep:
+        # NOTE: a model whose record has not arrived yet belongs to a run
+        # another worker just finished: leave it until its record is in.
+        if path.stem in recorded and path.stem not in keep:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
