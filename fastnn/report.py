@@ -236,9 +236,9 @@ def choose_mnist_configs(df, records):
     for _, row in near.sort_values("wall_time").iterrows():
         config = by_id[row["run_id"]]["config"]
         if json.dumps(config, sort_keys=True) not in chosen:
-            picks.append((config, f"the fastest other run within one point of the best "
+            picks.append((config, (f"the fastest other run within one point of the best "
                                   f"({row['wall_time']:.1f} s, validation "
-                                  f"{row['val_accuracy']:.2%}): cheap and nearly as good"))
+                                  f"{row['val_accuracy']:.2%}): cheap and nearly as good")))
             chosen.add(json.dumps(config, sort_keys=True))
             break
     for _, row in ranked.iterrows():  # fill up from the top if the sweep was tiny
