@@ -9,7 +9,7 @@ Public API::
     fastnn.save_model(net, "model.npz"); net, header = fastnn.load_model("model.npz")
 """
 
-from . import datasets, metrics, optimizers
+from . import datasets, metrics, optimizers, schedules
 from .config import TrainConfig
 from .errors import (
     ConfigError,
@@ -22,26 +22,29 @@ from .errors import (
 from .modelfile import load as load_model
 from .modelfile import save as save_model
 from .network import Network
-from .train import Callback, History, fit
+from .train import (
+    Callback,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    fit,
+)
+
+
+def __getattr__(name):
+    # The scikit-learn estimator imports scikit-learn: load it on first use.
+    if name == "MLPClassifier":
+        from .estimator import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback",
-    "ConfigError",
-    "DataError",
-    "DataNotFoundError",
-    "FastnnError",
-    "History",
-    "ModelFileError",
-    "Network",
-    "TrainConfig",
-    "TrainingDivergedError",
-    "__version__",
-    "datasets",
-    "fit",
-    "load_model",
-    "metrics",
-    "optimizers",
-    "save_model",
+    "Callback", "ConfigError", "DataError", "DataNotFoundError", "EarlyStopping",
+    "FastnnError", "History", "LearningRateScheduler", "MLPClassifier", "ModelCheckpoint",
+    "ModelFileError", "Network", "TrainConfig", "TrainingDivergedError", "__version__",
+    "datasets", "fit", "load_model", "metrics", "optimizers", "save_model", "schedules",
 ]

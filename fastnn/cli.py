@@ -68,6 +68,24 @@ def _add_train_args(p):
     p.add_argument("--val-fraction", "--val_fraction", dest="val_fraction", type=float,
                    default=d.val_fraction,
                    help="share of the training set held out for validation")
+    p.add_argument("--lr-schedule", "--lr_schedule", dest="lr_schedule", default=d.lr_schedule,
+                   metavar="{constant,step,exponential,cosine}", help="learning-rate schedule")
+    p.add_argument("--lr-decay", "--lr_decay", dest="lr_decay", type=float, default=d.lr_decay,
+                   help="factor of the step and exponential schedules")
+    p.add_argument("--lr-step", "--lr_step", dest="lr_step", type=int, default=d.lr_step,
+                   help="epochs between steps of the step schedule")
+    p.add_argument("--warmup-epochs", "--warmup_epochs", dest="warmup_epochs", type=int,
+                   default=d.warmup_epochs, help="linear learning-rate warm-up epochs")
+    p.add_argument("--min-lr", "--min_lr", dest="min_lr", type=float, default=d.min_lr,
+                   help="final learning rate of the cosine schedule")
+    p.add_argument("--dropout", type=float, default=d.dropout,
+                   help="dropout probability on hidden layers")
+    p.add_argument("--clip-norm", "--clip_norm", dest="clip_norm", type=float,
+                   default=d.clip_norm, help="clip the gradient to this L2 norm (0: off)")
+    p.add_argument("--early-stopping", "--patience", dest="patience", type=int,
+                   default=d.patience, metavar="PATIENCE",
+                   help="stop after this many epochs without a better validation loss and "
+                        "keep the best weights (0: off)")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing data")
@@ -175,6 +193,8 @@ def _make_printer(epochs, progress, out):
                     f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}")
             if "val_loss" in logs:
                 line += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+            if "lr" in logs:
+                line += f"  lr {logs['lr']:.3g}"
             print(line + f"  ({logs['time']:.1f}s)", file=out, flush=True)
 
     class ProgressPrinter(EpochPrinter):
@@ -194,7 +214,7 @@ def cmd_train(args, out):
     import time
 
     from . import datasets, modelfile
-    from .train import build, fit
+    from .train import build, config_callbacks, fit
 
     config = _config_from_args(args)
     save_path = _check_save_path(args.save) if args.save else None
@@ -203,12 +223,13 @@ def cmd_train(args, out):
                              download=not args.no_download)
     net, opt = build(config, split.X_train.shape[1], len(split.class_names),
                      threads=args.threads)
+    callbacks = config_callbacks(config, opt)
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
           f"{net!r}, {opt!r}", file=out, flush=True)
 
     printer = _make_printer(config.epochs, not args.no_progress, out)
-    callbacks = [printer]
+    callbacks.append(printer)
     wandb_cb = None
     if args.wandb_project or args.wandb_entity:
         from .wandb_log import WandbCallback, run_name
@@ -221,7 +242,8 @@ def cmd_train(args, out):
     try:
         history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                      seed=config.seed, callbacks=callbacks, threads=args.threads)
+                      seed=config.seed, callbacks=callbacks, threads=args.threads,
+                      clip_norm=config.clip_norm or None)
     except KeyboardInterrupt:
         printer.close_bar()
         if save_path is not None:

@@ -8,6 +8,7 @@ from .errors import ConfigError
 from .losses import LOSSES
 from .network import WEIGHT_INITS
 from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
 
 DATASETS = ("fashion_mnist", "mnist", "digits")
 
@@ -31,6 +32,14 @@ RULES = {
     "activation": {"choices": tuple(ACTIVATIONS)},
     "seed": {"low": 0, "integer": True},
     "val_fraction": {"low": 0, "high": 1, "low_open": True, "high_open": True},
+    "lr_schedule": {"choices": SCHEDULES},
+    "lr_decay": {"low": 0, "high": 1, "low_open": True},
+    "lr_step": {"low": 1, "integer": True},
+    "warmup_epochs": {"low": 0, "integer": True},
+    "min_lr": {"low": 0},
+    "dropout": {"low": 0, "high": 1, "high_open": True},
+    "clip_norm": {"low": 0},
+    "patience": {"low": 0, "integer": True},
 }
 
 
@@ -38,6 +47,7 @@ RULES = {
 class TrainConfig:
     """Settings of one training run; the defaults are fastnn's default run.
 
+    ``clip_norm`` 0 means no clipping and ``patience`` 0 no early stopping.
     The defaults (3 hidden ReLU layers of 256, Xavier init, Adam at 1e-3,
     batch 128, 10 epochs) were chosen from a small search to reach at least
     88% test accuracy on Fashion-MNIST over several seeds; the README has
@@ -63,6 +73,14 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     val_fraction: float = 0.1
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.5
+    lr_step: int = 5
+    warmup_epochs: int = 0
+    min_lr: float = 0.0
+    dropout: float = 0.0
+    clip_norm: float = 0.0
+    patience: int = 0
 
     def validated(self):
         """Return a copy with names normalised; raise ConfigError if invalid."""
@@ -83,6 +101,15 @@ class TrainConfig:
     def optimizer_hyper(self):
         """Keyword arguments for :func:`fastnn.optimizers.get`."""
         return {k: getattr(self, k) for k in ("lr", "momentum", "beta", "beta1", "beta2", "eps")}
+
+    def schedule(self):
+        """The learning-rate schedule (epoch -> lr), or None for a constant rate."""
+        if self.lr_schedule == "constant" and not self.warmup_epochs:
+            return None
+        from .schedules import make
+
+        return make(self.lr_schedule, self.lr, epochs=self.epochs, decay=self.lr_decay,
+                    step=self.lr_step, warmup=self.warmup_epochs, min_lr=self.min_lr)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -27,6 +27,7 @@ class Dense:
         self.db = flat_grads[end_w:end_b]
         self.end = end_b
         self.z = self.delta = self.scratch = None
+        self.mask = self.dropped = None  # dropout buffers, allocated by the network
 
     @staticmethod
     def n_params(n_in, n_out):

@@ -115,7 +115,8 @@ def _read(path, archive):
     spec = header.get("network")
     if not isinstance(spec, dict):
         raise ModelFileError(f"{path}: header has no network description")
-    allowed = {"layer_sizes", "activation", "loss", "weight_init", "weight_decay", "dtype"}
+    allowed = {"layer_sizes", "activation", "loss", "weight_init", "weight_decay", "dtype",
+               "dropout"}
     if set(spec) - allowed or "layer_sizes" not in spec:
         raise ModelFileError(f"{path}: network description has unexpected or missing keys")
     try:

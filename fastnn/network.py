@@ -56,8 +56,13 @@ class Network:
     dtype : {'float32', 'float64'}
         Dtype of parameters, buffers and all arithmetic.
     seed : int or None
-        Seed of the initialisation; the same seed gives bit-identical
-        parameters.
+        Seed of the initialisation (and of the dropout masks); the same seed
+        gives bit-identical parameters.
+    dropout : float in [0, 1)
+        Inverted dropout on the output of every hidden layer during
+        training: each unit is zeroed with this probability and the rest
+        scaled by 1/(1 - dropout). Off in :meth:`predict_proba`,
+        :meth:`evaluate` and :meth:`loss` (unless ``training=True``).
 
     Attributes
     ----------
@@ -70,7 +75,7 @@ class Network:
     """
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy",
-                 weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0):
+                 weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0, dropout=0.0):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
             raise ConfigError(f"layer_sizes needs at least 2 entries, got {sizes!r}")
@@ -84,7 +89,9 @@ class Network:
         self.weight_init = _checks.choice("weight_init", weight_init, WEIGHT_INITS)
         self.weight_decay = float(_checks.number("weight_decay", weight_decay, low=0))
         self.dtype = np.dtype(_checks.dtype_name(dtype))
+        self.dropout = float(_checks.number("dropout", dropout, low=0, high=1, high_open=True))
         self.seed = seed
+        self.reseed_dropout(None if seed is None else [seed, 1])
 
         n_total = sum(Dense.n_params(i, o) for i, o in itertools.pairwise(sizes))
         self._flat = np.zeros(n_total, dtype=self.dtype)
@@ -140,36 +147,61 @@ class Network:
             layer.W[...] = w
             layer.b[...] = 0
 
+    def reseed_dropout(self, seed):
+        """Restart the dropout masks' random stream (e.g. to repeat a mask)."""
+        self._dropout_rng = np.random.default_rng(seed)
+
     def _ensure_capacity(self, n):
         """Allocate batch buffers for at least ``n`` rows (only grows)."""
         if n <= self._capacity:
             return
         for layer in self.layers:
             layer.allocate(n, self.dtype)
+        if self.dropout:
+            for layer in self.layers[:-1]:
+                layer.mask = np.empty((n, layer.n_out), dtype=self.dtype)
+                layer.dropped = np.empty((n, layer.n_out), dtype=self.dtype)
         self._row_buf = np.empty((n, 1), dtype=self.dtype)
         self._rows = np.arange(n, dtype=np.intp)
         self._ones = np.ones(n, dtype=self.dtype)
         self._capacity = n
 
     # ---------------------------------------------------------------- kernels
-    def _forward(self, X, n):
+    def _forward(self, X, n, training=False):
         """Run the forward pass on ``X`` (n rows); return the logits buffer."""
         a = X
         last = len(self.layers) - 1
+        drop = training and self.dropout
         for i, layer in enumerate(self.layers):
             a = layer.forward(a, n)
             if i != last:
                 self._act_forward(a)
+                if drop:
+                    a = self._drop(layer, a, n)
         return a
+
+    def _drop(self, layer, a, n):
+        """Inverted dropout: ``dropped = a * mask``, mask in {0, 1/(1-p)}."""
+        mask = layer.mask[:n]
+        self._dropout_rng.random(dtype=self.dtype, out=mask)
+        np.greater_equal(mask, self.dropout, out=mask)
+        mask *= 1.0 / (1.0 - self.dropout)
+        dropped = layer.dropped[:n]
+        np.multiply(a, mask, out=dropped)
+        return dropped
 
     def _backward(self, X, n, delta):
         """Backpropagate dL/dz of the output layer, ``delta`` (n, n_classes)."""
         layers = self.layers
+        drop = bool(self.dropout)
         for i in range(len(layers) - 1, 0, -1):
             layer, prev = layers[i], layers[i - 1]
             a_prev = prev.z[:n]
             delta_prev = prev.delta[:n]
-            layer.backward(a_prev, delta, delta_prev, self._ones[:n])
+            layer.backward(prev.dropped[:n] if drop else a_prev, delta, delta_prev,
+                           self._ones[:n])
+            if drop:
+                delta_prev *= prev.mask[:n]  # d(dropped)/da = mask
             self._act_backward(delta_prev, a_prev, prev.scratch[:n])
             delta = delta_prev
         layers[0].backward(X, delta, None, self._ones[:n])
@@ -207,7 +239,7 @@ class Network:
         """
         n = X.shape[0]
         self._ensure_capacity(n)
-        z = self._forward(X, n)
+        z = self._forward(X, n, training=True)
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
         # Cross-entropy turns the logits buffer itself into dL/dz; squared
         # error needs the probabilities while it writes dL/dz elsewhere.
@@ -288,22 +320,38 @@ class Network:
             )
         return total_loss / n + self._penalty(), correct / n
 
-    def loss(self, X, y):
+    def loss(self, X, y, training=False):
         """Mean loss over the batch plus ``weight_decay/2 * sum_l ||W_l||^2``.
 
         Parameters
         ----------
         X : array_like (n_samples, n_features)
         y : array_like (n_samples,) of int, or one-hot (n_samples, n_classes)
+        training : bool
+            Apply dropout (drawing new masks) as the training step does;
+            only matters when ``dropout > 0``.
 
         Returns
         -------
         float
         """
-        return self.evaluate(X, y)[0]
+        if not (training and self.dropout):
+            return self.evaluate(X, y)[0]
+        X = self._check_X(X)
+        n = X.shape[0]
+        y = self._check_y(y, n)
+        self._ensure_capacity(n)
+        z = self._forward(X, n, training=True)
+        delta = self.layers[-1].delta[:n]
+        return self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n]) + \
+            self._penalty()
 
     def gradients(self, X, y):
         """Exact gradient of :meth:`loss` with respect to every parameter.
+
+        With ``dropout > 0`` it is the gradient of the training-mode loss
+        under freshly drawn masks (``loss(X, y, training=True)`` after the
+        same :meth:`reseed_dropout` gives the matching loss).
 
         Returns
         -------
@@ -332,6 +380,7 @@ class Network:
             "weight_init": self.weight_init,
             "weight_decay": self.weight_decay,
             "dtype": self.dtype.name,
+            "dropout": self.dropout,
         }
 
     def __repr__(self):

@@ -304,7 +304,7 @@ def _init_worker(split, threads, data_desc, wandb_opts, results_dir):
 def _run_one(task):
     """Train one configuration; return its result record (never raises)."""
     from . import modelfile
-    from .train import build, fit
+    from .train import build, config_callbacks, fit
 
     index, rid, values, seed = task
     split = _WORKER["split"]
@@ -316,7 +316,7 @@ def _run_one(task):
         config = dataclasses.replace(TrainConfig(**values), seed=seed).validated()
         net, opt = build(config, split.X_train.shape[1], len(split.class_names),
                          threads=_WORKER["threads"])
-        callbacks = []
+        callbacks = config_callbacks(config, opt)
         if _WORKER["wandb"]:
             from .wandb_log import WandbCallback, run_name
 
@@ -327,7 +327,8 @@ def _run_one(task):
             callbacks.append(wandb_run)
         history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                      seed=seed, callbacks=callbacks, threads=_WORKER["threads"])
+                      seed=seed, callbacks=callbacks, threads=_WORKER["threads"],
+                      clip_norm=config.clip_norm or None)
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
         record.update(status="finished", history=history.to_dict(),
                       val_accuracy=history["val_accuracy"][-1], val_loss=history["val_loss"][-1],

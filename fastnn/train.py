@@ -78,6 +78,40 @@ class History:
         """A JSON-able copy: ``{"epoch": [...], "loss": [...], ...}``."""
         return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
 
+    def to_dataframe(self):
+        """The metrics as a pandas DataFrame indexed by epoch (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError('History.to_dataframe needs pandas: pip install "fastnn[plot]"'
+                              ) from exc
+        return pd.DataFrame(self.history, index=pd.Index(self.epoch, name="epoch"))
+
+    def plot(self, path=None):
+        """Plot loss and accuracy curves (train and validation) with matplotlib.
+
+        Returns the figure; with ``path`` it is also saved there as PNG.
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError('History.plot needs matplotlib: pip install "fastnn[plot]"'
+                              ) from exc
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            for key, style in ((metric, "--"), (f"val_{metric}", "-")):
+                if key in self.history:
+                    ax.plot(self.epoch, self.history[key], style, label=key)
+            ax.set(xlabel="epoch", ylabel=metric)
+            ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            from ._atomic import atomic_open
+
+            with atomic_open(path, "wb") as f:
+                fig.savefig(f, format="png")
+        return fig
+
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, last={self.last()})"
 
@@ -91,6 +125,9 @@ class Callback:
 
     def on_train_begin(self, net, n_batches):
         """Called once before the first epoch with the batches per epoch."""
+
+    def on_epoch_begin(self, epoch):
+        """Called before each epoch (1-based)."""
 
     def on_batch_end(self, step, loss):
         """Called after each optimizer step (1-based step within the epoch)."""
@@ -116,7 +153,7 @@ def check_finite_rows(X, name="X", chunk=4096):
 
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
-        shuffle=True, callbacks=(), threads=None):
+        shuffle=True, callbacks=(), threads=None, clip_norm=None):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -144,6 +181,8 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         CPUs). Small layers train on one BLAS thread, which was measured to
         be faster there (:func:`blas_threads_for`); larger ones use the
         budget.
+    clip_norm : float, optional
+        Rescale the gradient of every step to at most this L2 norm.
 
     Returns
     -------
@@ -159,6 +198,8 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     """
     _checks.number("epochs", epochs, low=1, integer=True)
     _checks.number("batch_size", batch_size, low=1, integer=True)
+    if clip_norm is not None:
+        _checks.number("clip_norm", clip_norm, low=0)
     X = net._check_X(X)
     check_finite_rows(X)
     n = X.shape[0]
@@ -183,7 +224,7 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     n_threads = blas_threads_for(net, batch, _threads.resolve(threads))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
         _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng,
-                callbacks, history)
+                callbacks, history, clip_norm)
     if not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     for cb in callbacks:
@@ -191,8 +232,131 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     return history
 
 
+class EarlyStopping(Callback):
+    """Stop when a monitored metric stops improving; optionally restore the best weights.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch logs, ``val_loss`` by default (needs validation data).
+    patience : int
+        Epochs without improvement before stopping.
+    min_delta : float
+        Smallest change that counts as an improvement.
+    restore_best_weights : bool
+        At the end, copy back the parameters of the best epoch.
+
+    Attributes
+    ----------
+    best_epoch, stopped_epoch : int
+        1-based; ``stopped_epoch`` is 0 if training ran to the end.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0,
+                 restore_best_weights=True):
+        _checks.number("patience", patience, low=1, integer=True)
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.restore_best_weights = restore_best_weights
+        self.sign = -1.0 if "loss" in monitor else 1.0  # maximise accuracies
+
+    def on_train_begin(self, net, n_batches):
+        self.net = net
+        self.best = -math.inf
+        self.best_epoch = 0
+        self.stopped_epoch = 0
+        self.wait = 0
+        self.best_params = None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not among the "
+                             f"epoch metrics {sorted(logs)} (val_* needs validation_data)")
+        score = self.sign * logs[self.monitor]
+        if score > self.best + self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            if self.restore_best_weights:
+                if self.best_params is None:
+                    self.best_params = self.net.params.flat.copy()
+                else:
+                    np.copyto(self.best_params, self.net.params.flat)
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def on_train_end(self, history):
+        if self.restore_best_weights and self.best_params is not None:
+            np.copyto(self.net.params.flat, self.best_params)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after every epoch that improves ``monitor`` (atomically).
+
+    Parameters
+    ----------
+    path : str or Path
+        Model file to (over)write; see :func:`fastnn.save_model`.
+    monitor : str
+        Epoch metric to watch, ``val_loss`` by default.
+    save_best_only : bool
+        If False, save after every epoch.
+    class_names : sequence of str, optional
+    """
+
+    def __init__(self, path, monitor="val_loss", save_best_only=True, class_names=None):
+        self.path = path
+        self.monitor = monitor
+        self.save_best_only = save_best_only
+        self.class_names = class_names
+        self.sign = -1.0 if "loss" in monitor else 1.0
+
+    def on_train_begin(self, net, n_batches):
+        self.net = net
+        self.best = -math.inf
+
+    def on_epoch_end(self, epoch, logs):
+        from .modelfile import save
+
+        score = self.sign * logs.get(self.monitor, math.nan)
+        if not self.save_best_only or score > self.best:
+            self.best = max(self.best, score)
+            save(self.net, self.path, class_names=self.class_names,
+                 metadata={"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+
+
+class LearningRateScheduler(Callback):
+    """Set ``optimizer.lr = schedule(epoch - 1)`` before every epoch.
+
+    ``schedule`` maps the 0-based epoch to a learning rate; see
+    :func:`fastnn.schedules.make` for step, exponential and cosine schedules
+    with warm-up. The rate used is recorded in the epoch logs as ``lr``.
+    """
+
+    def __init__(self, optimizer, schedule):
+        self.optimizer = optimizer
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch):
+        self.optimizer.lr = float(self.schedule(epoch - 1))
+
+    def on_epoch_end(self, epoch, logs):
+        logs["lr"] = self.optimizer.lr
+
+
+def clip_gradients_(flat_grad, max_norm):
+    """Scale ``flat_grad`` in place so its L2 norm is at most ``max_norm``; return the norm."""
+    norm = math.sqrt(float(np.vdot(flat_grad, flat_grad)))
+    if norm > max_norm:
+        flat_grad *= max_norm / norm
+    return norm
+
+
 def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, callbacks,
-            history):
+            history, clip_norm):
     n = X.shape[0]
     xb = np.empty((batch, net.n_features), dtype=net.dtype)
     yb = np.empty(batch, dtype=np.intp)
@@ -200,6 +364,8 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, cal
     batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     grads = net.grads
     for epoch in range(1, epochs + 1):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
         start_time = time.perf_counter()
         idx_all = rng.permutation(n) if shuffle else order
         loss_sum = 0.0
@@ -213,6 +379,8 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, cal
             loss, n_correct = net.train_step_(xm, ym)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(epoch, step, loss)
+            if clip_norm:
+                clip_gradients_(grads.flat, clip_norm)
             optimizer.step(grads)
             loss_sum += loss * m
             correct += n_correct
@@ -222,10 +390,10 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, cal
         if X_val is not None:
             logs["val_loss"], logs["val_accuracy"] = net.evaluate(X_val, y_val)
         logs["time"] = time.perf_counter() - start_time
-        history.append(epoch, logs)
         stop = False
-        for cb in callbacks:
+        for cb in callbacks:  # before recording: a callback may add to the logs
             stop = bool(cb.on_epoch_end(epoch, logs)) or stop
+        history.append(epoch, logs)
         if stop:
             break
 
@@ -245,7 +413,35 @@ def build(config, n_features, n_classes, threads=None):
     config = config.validated()
     net = Network(config.layer_sizes(n_features, n_classes), activation=config.activation,
                   loss=config.loss, weight_init=config.weight_init,
-                  weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed)
+                  weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed,
+                  dropout=config.dropout)
     opt = optimizers.get(config.optimizer, net.params, threads=threads,
                          **config.optimizer_hyper())
     return net, opt
+
+
+def config_callbacks(config, optimizer):
+    """Callbacks a TrainConfig asks for: its learning-rate schedule and early stopping."""
+    callbacks = []
+    schedule = config.schedule()
+    if schedule is not None:
+        callbacks.append(LearningRateScheduler(optimizer, schedule))
+    if config.patience:
+        callbacks.append(EarlyStopping(patience=config.patience, restore_best_weights=True))
+    return callbacks
+
+
+def train_config(config, split, callbacks=(), threads=None):
+    """Build and train what ``config`` describes on a :class:`~fastnn.datasets.Split`.
+
+    Returns
+    -------
+    (Network, Optimizer, History)
+    """
+    config = config.validated()
+    net, opt = build(config, split.X_train.shape[1], len(split.class_names), threads=threads)
+    history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
+                  batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
+                  seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],
+                  threads=threads, clip_norm=config.clip_norm or None)
+    return net, opt, history

@@ -72,3 +72,32 @@ def test_weight_decay_term_is_half_l2_of_weights_only():
         b += 5.0
     expected = 0.15 * sum(float((W ** 2).sum()) for W in plain.params[0::2])
     assert decayed.loss(X, y) - plain.loss(X, y) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dropout_gradient_with_a_fixed_mask(activation):
+    X, y = tiny_problem(n=9)
+    net = fastnn.Network([5, 6, 4, 3], activation=activation, dtype="float64", seed=2,
+                         dropout=0.4)
+    rng = np.random.default_rng(1)
+    for b in net.params[1::2]:  # no exact zeros into ReLU when a whole row is dropped
+        b[...] = rng.normal(0, 0.3, size=b.shape)
+    net.reseed_dropout(7)
+    analytic = net.gradients(X, y).flat
+    flat = net.params.flat
+    numeric = np.empty_like(flat)
+    h = 1e-5
+    for i in range(flat.size):
+        old = flat[i]
+        values = []
+        for delta in (h, -h):
+            flat[i] = old + delta
+            net.reseed_dropout(7)  # the same masks as the gradient saw
+            values.append(net.loss(X, y, training=True))
+        flat[i] = old
+        numeric[i] = (values[0] - values[1]) / (2 * h)
+    scale = np.abs(numeric).max()
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7 * scale)
+    # Some units really were dropped, and prediction does not drop any.
+    assert (net.layers[0].mask[:9] == 0).any()
+    np.testing.assert_array_equal(net.predict_proba(X), net.predict_proba(X))

@@ -1,0 +1,246 @@
+"""``fastnn.MLPClassifier``: the engine as a scikit-learn classifier.
+
+Works in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``; passes
+scikit-learn's own estimator checks (``tests/test_estimator.py``). Importing
+this module imports scikit-learn, so ``import fastnn`` loads it lazily.
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import optimizers
+from .network import Network
+from .train import Callback, EarlyStopping, fit
+
+
+# Checks of scikit-learn that cannot pass, with the reason (used by the tests as
+# parametrize_with_checks(expected_failed_checks=...)).
+EXPECTED_FAILED_CHECKS = {}
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multilayer perceptron classifier trained by fastnn's NumPy engine.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Width of each hidden layer.
+    activation : {'relu', 'tanh', 'sigmoid', 'identity'}, default='relu'
+    loss : {'cross_entropy', 'mean_squared_error'}, default='cross_entropy'
+    optimizer : {'adam', 'nadam', 'rmsprop', 'nag', 'momentum', 'sgd'}, default='adam'
+    learning_rate : float, default=1e-3
+    momentum, beta, beta1, beta2, epsilon : float
+        Optimizer hyperparameters (see :mod:`fastnn.optimizers`); each
+        optimizer uses the ones it needs.
+    weight_decay : float, default=0.0
+        L2 penalty on weights.
+    weight_init : {'xavier', 'he', 'random'}, default='xavier'
+    batch_size : int, default=64
+        Capped at the number of samples.
+    epochs : int, default=100
+        Passes over the data in :meth:`fit` (at most, with early stopping).
+    dtype : {'float32', 'float64'}, default='float32'
+    random_state : int or None, default=None
+        Seed of initialisation, shuffling and the validation split; None
+        draws a fresh seed at every fit.
+    validation_fraction : float, default=0.1
+        Stratified share of the training data held out when
+        ``early_stopping`` is on.
+    early_stopping : bool, default=False
+        Stop when the validation loss has not improved for 10 epochs and
+        restore the best weights.
+    verbose : bool, default=False
+        Print one line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)
+        Class labels (any sortable values, strings too).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    network_ : Network
+        The trained network.
+    history_ : History
+        Metrics of the last :meth:`fit` (or of all :meth:`partial_fit` epochs).
+    """
+
+    def __init__(self, hidden_layer_sizes=(128, 128), activation="relu", loss="cross_entropy",
+                 optimizer="adam", learning_rate=1e-3, momentum=0.9, beta=0.9, beta1=0.9,
+                 beta2=0.999, epsilon=1e-8, weight_decay=0.0, weight_init="xavier",
+                 batch_size=64, epochs=100, dtype="float32", random_state=None,
+                 validation_fraction=0.1, early_stopping=False, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.loss = loss
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.beta = beta
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weight_decay = weight_decay
+        self.weight_init = weight_init
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.dtype = dtype
+        self.random_state = random_state
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.verbose = verbose
+
+    # ------------------------------------------------------------- sklearn
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Without a seed every fit draws a new one; with one, fits repeat bit for bit.
+        tags.non_deterministic = self.random_state is None
+        # The engine is NumPy: arrays of other Array API namespaces are not accepted.
+        tags.array_api_support = False
+        return tags
+
+    # --------------------------------------------------------------- fitting
+    def _seed(self):
+        if self.random_state is None:
+            return int(np.random.default_rng().integers(2**31))
+        if isinstance(self.random_state, np.random.RandomState):
+            return int(self.random_state.randint(2**31))
+        return int(self.random_state)
+
+    def _build(self, n_features, seed):
+        sizes = [n_features, *[int(h) for h in np.atleast_1d(self.hidden_layer_sizes)],
+                 len(self.classes_)]
+        self.network_ = Network(sizes, activation=self.activation, loss=self.loss,
+                                weight_init=self.weight_init, weight_decay=self.weight_decay,
+                                dtype=self.dtype, seed=seed)
+        self.optimizer_ = optimizers.get(
+            self.optimizer, self.network_.params, lr=self.learning_rate,
+            momentum=self.momentum, beta=self.beta, beta1=self.beta1, beta2=self.beta2,
+            eps=self.epsilon)
+
+    def _validate(self, X, y, reset):
+        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        return X, y
+
+    def _encode(self, y):
+        encoded = np.searchsorted(self.classes_, y)
+        encoded = np.clip(encoded, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[encoded], y):
+            unseen = np.setdiff1d(y, self.classes_)
+            raise ValueError(f"y contains labels not in classes_: {unseen[:5].tolist()}")
+        return encoded
+
+    def fit(self, X, y):
+        """Train from scratch on X (n_samples, n_features) and labels y (n_samples,).
+
+        Returns
+        -------
+        self
+        """
+        X, y = self._validate(X, y, reset=True)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"MLPClassifier needs samples of at least 2 classes; got 1 class "
+                             f"({self.classes_[0]!r})")
+        seed = self._seed()
+        self._build(X.shape[1], seed)
+        encoded = self._encode(y)
+        validation = None
+        callbacks = []
+        if self.early_stopping:
+            X, encoded, validation = self._split(X, encoded, seed)
+            callbacks.append(EarlyStopping(patience=10, restore_best_weights=True))
+        if self.verbose:
+            callbacks.append(_Verbose())
+        self.history_ = fit(self.network_, self.optimizer_, X, encoded, epochs=self.epochs,
+                            batch_size=min(self.batch_size, X.shape[0]),
+                            validation_data=validation, seed=seed, callbacks=callbacks)
+        self._seed_, self._epochs_done = seed, len(self.history_.epoch)
+        return self
+
+    def _split(self, X, y, seed):
+        from sklearn.model_selection import train_test_split
+
+        counts = np.bincount(y, minlength=len(self.classes_))
+        n_val = int(np.ceil(self.validation_fraction * len(y)))
+        stratify = y if counts.min() >= 2 and n_val >= len(self.classes_) else None
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            X, y, test_size=self.validation_fraction, stratify=stratify, random_state=seed)
+        return X_tr, y_tr, (X_val, y_val)
+
+    def partial_fit(self, X, y, classes=None):
+        """Train one epoch on (X, y), continuing from the current weights.
+
+        ``classes`` (all labels that will ever appear) is required on the
+        first call.
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "network_")
+        X, y = self._validate(X, y, reset=first)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be given on the first call to partial_fit")
+            self.classes_ = np.unique(classes)
+            if len(self.classes_) < 2:
+                raise ValueError("MLPClassifier needs at least 2 classes")
+            self._seed_ = self._seed()
+            self._build(X.shape[1], self._seed_)
+            self._epochs_done = 0
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError("classes differs from the classes of the first partial_fit call")
+        history = fit(self.network_, self.optimizer_, X, self._encode(y), epochs=1,
+                      batch_size=min(self.batch_size, X.shape[0]),
+                      seed=self._seed_ + self._epochs_done)
+        self._epochs_done += 1
+        if first or not hasattr(self, "history_"):
+            self.history_ = history
+        else:
+            self.history_.append(self._epochs_done, history.last())
+        return self
+
+    # ------------------------------------------------------------ prediction
+    def predict_proba(self, X):
+        """Class probabilities, ndarray (n_samples, n_classes) of float64."""
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        proba = self.network_.predict_proba(X).astype(np.float64)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+    def predict(self, X):
+        """Predicted labels, ndarray (n_samples,) holding values of ``classes_``."""
+        proba = self.predict_proba(X)  # first: raises NotFittedError before fit
+        return self.classes_[proba.argmax(axis=1)]
+
+    # --------------------------------------------------------------- pickling
+    def __getstate__(self):
+        # The network's parameters are views of one flat array and the
+        # optimizer updates those views: store arrays, rebuild the links.
+        state = self.__dict__.copy()
+        if "network_" in state:
+            net = state.pop("network_")
+            opt = state.pop("optimizer_")
+            state["_network_state"] = (net.config(), net.params.flat.copy(), opt.state_dict())
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_network_state", None)
+        self.__dict__.update(state)
+        if saved is not None:
+            config, flat, opt_state = saved
+            self._build(config["layer_sizes"][0], 0)
+            self.network_.params.flat[:] = flat
+            self.optimizer_.load_state_dict(opt_state)
+
+
+class _Verbose(Callback):
+    """Print one line per epoch (the estimator's verbose=True)."""
+
+    def on_epoch_end(self, epoch, logs):
+        print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
