@@ -133,6 +133,13 @@ def build_parser():
                     help="register the sweep with the W&B server and run an agent on it")
     sw.add_argument("--count", type=int, default=None, help="runs for this W&B agent")
 
+    pr = sub.add_parser("predict", help="classify PNG/JPEG images with a saved model",
+                        allow_abbrev=False)
+    pr.add_argument("model", help="model file written by fastnn train --save")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top", type=int, default=3, help="classes to show per image")
+    pr.add_argument("--json", action="store_true", help="machine-readable output")
+
     rp = sub.add_parser("report", help="tables and figures of a sweep, into reports/",
                         allow_abbrev=False)
     rp.add_argument("results", help="results directory of fastnn sweep")
@@ -358,6 +365,28 @@ def cmd_sweep(args, out):
     return 0
 
 
+def cmd_predict(args, out):
+    from . import images, modelfile
+
+    if args.top < 1:
+        raise ConfigError(f"top must be >= 1, got {args.top}")
+    net, header = modelfile.load(args.model)
+    try:
+        results = images.predict_files(net, args.images, header.get("class_names"), args.top)
+    except FastnnError as exc:
+        raise FastnnError(f"{args.model}: {exc}" if "model takes" in str(exc) else str(exc)
+                          ) from None
+    if args.json:
+        print(json.dumps(results, indent=1), file=out)
+        return 0
+    for r in results:
+        guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+        note = "  (dark-on-light picture: inverted to match the training data)" \
+            if r["inverted"] else ""
+        print(f"{r['image']}: {guesses}{note}", file=out)
+    return 0
+
+
 def cmd_report(args, out):
     from . import report
 
@@ -368,8 +397,8 @@ def cmd_report(args, out):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sweep": cmd_sweep,
-            "report": cmd_report, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
 
 
 def main(argv=None, out=None):

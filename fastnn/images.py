@@ -1,0 +1,77 @@
+"""Reading photos and drawings as 28x28 inputs shaped like the training data (Pillow).
+
+MNIST and Fashion-MNIST images are light objects on a dark background,
+centred and filling a 28x28 frame. :func:`load_image` converts any PNG or
+JPEG to that: grayscale, inverted when the picture is dark-on-light (its
+border is brighter than mid-grey), the longer side scaled to 28 pixels and
+centred on black.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FastnnError
+
+SIZE = 28
+
+
+def load_image(path, size=SIZE):
+    """Read an image file as a (size, size) uint8 array like the training data.
+
+    Returns
+    -------
+    image : ndarray (size, size) of uint8
+    inverted : bool
+        True if the picture was dark-on-light and was inverted.
+
+    Raises
+    ------
+    FastnnError
+        Missing file, not an image Pillow can read, or Pillow not installed.
+    """
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError as exc:
+        raise FastnnError('reading images needs Pillow: pip install "fastnn[image]"') from exc
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = ImageOps.exif_transpose(im).convert("L")
+    except FileNotFoundError:
+        raise FastnnError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise FastnnError(f"{path}: not a readable PNG/JPEG image ({exc})") from None
+    pixels = np.asarray(gray, dtype=np.float64)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    inverted = bool(border.mean() > 127.5)
+    if inverted:
+        gray = ImageOps.invert(gray)
+    gray.thumbnail((size, size), Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (size, size), 0)
+    canvas.paste(gray, ((size - gray.width) // 2, (size - gray.height) // 2))
+    return np.asarray(canvas, dtype=np.uint8), inverted
+
+
+def predict_files(net, paths, class_names=None, top=3):
+    """Top-``top`` classes of each image file.
+
+    Returns
+    -------
+    list of dict
+        ``{"image": str, "inverted": bool, "top": [{"class": str, "probability": float}]}``
+    """
+    if net.n_features != SIZE * SIZE:
+        raise FastnnError(f"the model takes {net.n_features} inputs, but images are read as "
+                          f"{SIZE}x{SIZE} = {SIZE * SIZE} pixels")
+    names = list(class_names) if class_names else [str(i) for i in range(net.n_classes)]
+    loaded = [load_image(p) for p in paths]
+    X = np.stack([img.reshape(-1) for img, _ in loaded]).astype(net.dtype) / 255.0
+    proba = net.predict_proba(X)
+    results = []
+    for path, (_, inverted), p in zip(paths, loaded, proba):
+        order = np.argsort(p)[::-1][:top]
+        results.append({"image": str(path), "inverted": inverted,
+                        "top": [{"class": names[i], "probability": float(p[i])} for i in order]})
+    return results
