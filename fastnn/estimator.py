@@ -14,7 +14,6 @@ from . import optimizers
 from .network import Network
 from .train import Callback, EarlyStopping, fit
 
-
 # Checks of scikit-learn that cannot pass, with the reason (used by the tests as
 # parametrize_with_checks(expected_failed_checks=...)).
 EXPECTED_FAILED_CHECKS = {}

@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import tiny_problem
 
 import fastnn
 from fastnn import schedules
 from fastnn.train import clip_gradients_
-from conftest import tiny_problem
 
 
 @pytest.mark.parametrize("name, kwargs, formula", [
