@@ -12,6 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .errors import ConfigError, FastnnError, TrainingDivergedError
 
@@ -90,6 +92,11 @@ def _add_train_args(p):
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing data")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
+    p.add_argument("--checkpoint", metavar="DIR", default=None,
+                   help="save network, optimizer and random state after every epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --checkpoint DIR (same settings); "
+                        "the result is bit-identical to an uninterrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None,
                    help="thread budget (default: $FASTNN_NUM_THREADS or all CPUs); small "
@@ -225,6 +232,10 @@ def cmd_train(args, out):
 
     config = _config_from_args(args)
     save_path = _check_save_path(args.save) if args.save else None
+    if args.resume and not args.checkpoint:
+        raise ConfigError("--resume needs --checkpoint DIR")
+    if args.checkpoint:
+        _check_save_path(Path(args.checkpoint) / "checkpoint.npz")
     split = datasets.prepare(config.dataset, data_dir=args.data_dir, dtype=config.dtype,
                              val_fraction=config.val_fraction, seed=config.seed,
                              download=not args.no_download)
@@ -235,6 +246,21 @@ def cmd_train(args, out):
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
           f"{net!r}, {opt!r}", file=out, flush=True)
 
+    rng = np.random.default_rng(config.seed)  # the shuffling stream fit() would make
+    initial_epoch, prior = 0, None
+    if args.checkpoint:
+        from . import checkpoint
+
+        ckpt_path = checkpoint.checkpoint_path(args.checkpoint)
+        if args.resume and ckpt_path.exists():
+            initial_epoch, prior = checkpoint.load(ckpt_path, net, opt, rng, config.to_dict())
+            print(f"resuming after epoch {initial_epoch} from {ckpt_path}", file=out, flush=True)
+        elif args.resume:
+            print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
+        saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict())
+        if prior:
+            saver.history = _history_from(prior)
+        callbacks.append(saver)
     printer = _make_printer(config.epochs, not args.no_progress, out)
     callbacks.append(printer)
     wandb_cb = None
@@ -249,8 +275,10 @@ def cmd_train(args, out):
     try:
         history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                      seed=config.seed, callbacks=callbacks, threads=args.threads,
-                      clip_norm=config.clip_norm or None)
+                      seed=rng, callbacks=callbacks, threads=args.threads,
+                      clip_norm=config.clip_norm or None, initial_epoch=initial_epoch)
+        if prior:
+            history = _history_from(prior, then=history)
     except KeyboardInterrupt:
         printer.close_bar()
         if save_path is not None:
@@ -274,6 +302,20 @@ def cmd_train(args, out):
                                  "test_accuracy": test_acc, "dataset": config.dataset})
         print(f"model saved to {save_path}", file=out)
     return 0
+
+
+def _history_from(record, then=None):
+    """A History of a checkpoint's epochs, followed by those of ``then``."""
+    from .train import History
+
+    history = History()
+    keys = [k for k in record if k != "epoch"]
+    for i, epoch in enumerate(record["epoch"]):
+        history.append(epoch, {k: record[k][i] for k in keys})
+    if then is not None:
+        for i, epoch in enumerate(then.epoch):
+            history.append(epoch, {k: v[i] for k, v in then.history.items()})
+    return history
 
 
 def cmd_evaluate(args, out):

@@ -355,7 +355,11 @@ def _run_one(task):
 def _check_results_dir(results_dir, spec, seed, dataset_key):
     """Create the results dir, or make sure it belongs to this same sweep."""
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepError(f"{results_dir}: cannot create the results directory "
+                         f"({exc.strerror or exc})") from None
     if not os.access(results_dir, os.W_OK):
         raise SweepError(f"{results_dir}: directory is not writable")
     # run_cap is left out: raising it extends a random sweep (the draws are a

@@ -153,7 +153,7 @@ def check_finite_rows(X, name="X", chunk=4096):
 
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
-        shuffle=True, callbacks=(), threads=None, clip_norm=None):
+        shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -170,9 +170,10 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         The last batch of an epoch holds the remainder.
     validation_data : (X_val, y_val) or None
         Evaluated after every epoch.
-    seed : int or None
+    seed : int, None or numpy.random.Generator
         Seed of the shuffling; with the network seed it makes the run
-        reproducible bit for bit.
+        reproducible bit for bit. A Generator is used (and advanced) as is,
+        which is how a resumed run continues the same sequence.
     shuffle : bool
         Draw a fresh permutation every epoch.
     callbacks : sequence of Callback
@@ -183,6 +184,9 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         budget.
     clip_norm : float, optional
         Rescale the gradient of every step to at most this L2 norm.
+    initial_epoch : int
+        Epochs already done (when resuming): training runs epochs
+        ``initial_epoch + 1`` to ``epochs``.
 
     Returns
     -------
@@ -211,7 +215,7 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         check_finite_rows(X_val, "X_val")
         y_val = as_labels(y_val, X_val.shape[0], net.n_classes)
 
-    rng = np.random.default_rng(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     batch = min(batch_size, n)
     n_batches = math.ceil(n / batch)
     callbacks = list(callbacks)
@@ -223,9 +227,9 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     n_threads = blas_threads_for(net, batch, _threads.resolve(threads))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
-        _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng,
-                callbacks, history, clip_norm)
-    if not np.isfinite(net.params.flat).all():
+        _epochs(net, optimizer, X, y, X_val, y_val, range(initial_epoch + 1, epochs + 1),
+                batch, shuffle, rng, callbacks, history, clip_norm)
+    if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     for cb in callbacks:
         cb.on_train_end(history)
@@ -355,7 +359,7 @@ def clip_gradients_(flat_grad, max_norm):
     return norm
 
 
-def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, callbacks,
+def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng, callbacks,
             history, clip_norm):
     n = X.shape[0]
     xb = np.empty((batch, net.n_features), dtype=net.dtype)
@@ -363,7 +367,7 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epochs, batch, shuffle, rng, cal
     order = np.arange(n)
     batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     grads = net.grads
-    for epoch in range(1, epochs + 1):
+    for epoch in epoch_range:
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
         start_time = time.perf_counter()
