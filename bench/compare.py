@@ -34,6 +34,7 @@ import fastnn
 from bench.common import blas_info, layer_sizes, step_flops
 from bench.textbook import TextbookMLP
 from fastnn import _threads
+from fastnn._atomic import atomic_open, atomic_write_bytes
 from fastnn.train import blas_threads, blas_threads_for
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
@@ -400,8 +401,9 @@ def write_report(results, out_dir, command):
         lines += ["", "## Default `fastnn train`", "",
                   (f"`{cmd}` (10 epochs, 3x256, batch 128): whole command {wall:.1f} s; "
                   f"it printed `{tail}`.")]
-    (out_dir / "performance.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "performance.json").write_text(json.dumps(results, indent=1, default=str))
+    atomic_write_bytes(out_dir / "performance.md", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(out_dir / "performance.json",
+                       json.dumps(results, indent=1, default=str).encode())
     _plot(results, out_dir / "performance.png")
 
 
@@ -433,7 +435,8 @@ def _plot(results, path):
     ax2.set_xticks(batches, [str(b) for b in batches])
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
 
 
 # -------------------------------------------------------------------- main

@@ -11,9 +11,9 @@ import argparse
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import fastnn
+from fastnn._atomic import atomic_write_bytes
 
 CANDIDATES = [
     {"num_layers": 3, "hidden_size": 128, "batch_size": 64, "lr": 1e-3},
@@ -63,7 +63,7 @@ def main():
             f"| {cand['num_layers']}x{cand['hidden_size']} | {cand['batch_size']} | {cand['lr']:g} "
             f"| {' / '.join(f'{a:.2%}' for a in accs)} | {min(accs):.2%} | {med:.1f} s |"
         )
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(args.out, ("\n".join(lines) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ class Checkpoint(Callback):
     def __init__(self, directory, net, optimizer, rng, config):
         self.path = checkpoint_path(directory)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed while writing leaves its temporary file: clear it away.
+        for stale in self.path.parent.glob(f".{FILENAME}.*.tmp"):
+            stale.unlink(missing_ok=True)
         self.net, self.optimizer, self.rng, self.config = net, optimizer, rng, config
         self.history = None
 

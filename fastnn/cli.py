@@ -24,6 +24,20 @@ class UsageError(Exception):
     """A command-line usage error (argparse's complaints end up here)."""
 
 
+def _check_space(path, n_bytes, what):
+    """Fail before training when the disk holding ``path`` lacks ``n_bytes``."""
+    import shutil
+
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < n_bytes:
+        raise FastnnError(f"{what} {path}: needs about {_size(n_bytes)} but only "
+                          f"{_size(free)} are free there")
+
+
+def _size(n_bytes):
+    return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.0f} KiB"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
@@ -242,6 +256,13 @@ def cmd_train(args, out):
     net, opt = build(config, split.X_train.shape[1], len(split.class_names),
                      threads=args.threads)
     callbacks = config_callbacks(config, opt)
+    model_bytes = net.params.flat.nbytes + 16 * 1024  # arrays + header and zip overhead
+    if save_path is not None:
+        _check_space(save_path, model_bytes, "--save")
+    if args.checkpoint:
+        n_arrays = 2 + len(opt.state)  # params, the temporary copy, optimizer state
+        _check_space(Path(args.checkpoint) / "checkpoint.npz", n_arrays * model_bytes,
+                     "--checkpoint")
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
           f"{net!r}, {opt!r}", file=out, flush=True)

@@ -39,6 +39,12 @@ def save(net, path, *, class_names=None, metadata=None):
     class_names : sequence of str, optional
     metadata : dict, optional
         JSON-serialisable extra information (e.g. training config).
+
+    Raises
+    ------
+    ModelFileError
+        The file cannot be written (full disk, no permission); whatever was
+        at ``path`` before is left as it was.
     """
     header = {
         "format": FORMAT,
@@ -50,8 +56,12 @@ def save(net, path, *, class_names=None, metadata=None):
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     arrays = {"header": blob}
     arrays.update({f"param_{i}": p for i, p in enumerate(net.params)})
-    with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
+    try:
+        with atomic_open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot save the model ({exc.strerror or exc}); "
+                             "a file already there is unchanged") from exc
 
 
 def load(path):

@@ -430,6 +430,7 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     workers = min(workers or n_cpus, len(todo))
     threads = max(1, n_cpus // workers)
     results_path = results_dir / RESULTS_FILE
+    _drop_torn_tail(results_path)
 
     import multiprocessing as mp
 
@@ -455,6 +456,19 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     finally:
         pool.join()
     return records
+
+
+def _drop_torn_tail(path):
+    """Cut a last line that a killed sweep left half-written, so the next
+    record does not get glued onto it (that run is simply run again)."""
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _json_default(obj):

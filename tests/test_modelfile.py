@@ -41,7 +41,7 @@ def test_save_is_atomic_and_leaves_no_temporary_files(saved, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", exploding_savez)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ModelFileError, match=r"cannot save the model \(disk full\)"):
         fastnn.save_model(net, path)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["m.npz"]

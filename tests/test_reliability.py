@@ -193,3 +193,43 @@ def test_unusable_results_directory_fails_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot create the results directory" in err[-1]
     assert blocker.read_text() == "not a directory"
+
+
+def _rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmRSS")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_200_epochs_hold_constant_memory():
+    data = datasets.load("digits")
+    X = datasets.preprocess(data.x_train)
+    net = fastnn.Network([64, 64, 64, 10], seed=0)
+    opt = fastnn.optimizers.get("adam", net.params)
+
+    class Sampler(fastnn.Callback):
+        def __init__(self):
+            self.rss = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.rss.append(_rss_bytes())
+
+    sampler = Sampler()
+    fastnn.fit(net, opt, X, data.y_train, epochs=200, batch_size=32,
+               validation_data=(X[:200], data.y_train[:200]), callbacks=[sampler])
+    settled = np.array(sampler.rss[10:])  # after warm-up
+    growth = settled[-20:].mean() - settled[:20].mean()
+    assert growth < 1 << 20, f"RSS grew by {growth / 2**20:.2f} MiB over 190 epochs"
+
+
+def test_squared_error_loss_trains():
+    data = datasets.load("digits")
+    X = datasets.preprocess(data.x_train)
+    net = fastnn.Network([64, 64, 10], loss="mean_squared_error", seed=0)
+    history = fastnn.fit(net, fastnn.optimizers.get("adam", net.params, lr=3e-3), X,
+                         data.y_train, epochs=15, batch_size=32)
+    assert history["loss"][-1] < history["loss"][0] / 3
+    assert net.evaluate(datasets.preprocess(data.x_test), data.y_test)[1] > 0.9

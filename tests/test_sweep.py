@@ -113,6 +113,9 @@ def test_resume_runs_only_what_is_missing(tmp_path):
     ids = [r["run_id"] for r in records]
     assert len(ids) == len(set(ids)) == 4
     assert ids[:2] == kept
+    # the torn fragment was cut, not glued to the next record: every line parses
+    on_disk = [json.loads(line)["run_id"] for line in path.read_text().splitlines()]
+    assert on_disk == ids
 
 
 def test_results_dir_of_another_sweep_is_refused(tmp_path):
