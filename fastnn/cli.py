@@ -270,22 +270,13 @@ def cmd_train(args, out):
     rng = np.random.default_rng(config.seed)  # the shuffling stream fit() would make
     initial_epoch, prior = 0, None
     if args.checkpoint:
-        from . import checkpoint
-
-        ckpt_path = checkpoint.checkpoint_path(args.checkpoint)
-        if args.resume and ckpt_path.exists():
-            initial_epoch, prior = checkpoint.load(ckpt_path, net, opt, rng, config.to_dict())
-            print(f"resuming after epoch {initial_epoch} from {ckpt_path}", file=out, flush=True)
-        elif args.resume:
-            print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
-        saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict())
-        if prior:
-            saver.history = _history_from(prior)
+        saver, initial_epoch, prior = _checkpointing(args, net, opt, rng, config, out)
         callbacks.append(saver)
     printer = _make_printer(config.epochs, not args.no_progress, out)
     callbacks.append(printer)
     wandb_cb = None
-    if args.wandb_project or args.wandb_entity:
+    # A W&B agent runs `fastnn train --key=value ...` with WANDB_SWEEP_ID set: log to it.
+    if args.wandb_project or args.wandb_entity or os.environ.get("WANDB_SWEEP_ID"):
         from .wandb_log import WandbCallback, run_name
 
         wandb_cb = WandbCallback(args.wandb_project or "fastnn", args.wandb_entity,
@@ -323,6 +314,26 @@ def cmd_train(args, out):
                                  "test_accuracy": test_acc, "dataset": config.dataset})
         print(f"model saved to {save_path}", file=out)
     return 0
+
+
+def _checkpointing(args, net, opt, rng, config, out):
+    """The Checkpoint callback, restoring the last checkpoint first with --resume.
+
+    Returns (callback, epochs already done, history record of those epochs).
+    """
+    from . import checkpoint
+
+    initial_epoch, prior = 0, None
+    path = checkpoint.checkpoint_path(args.checkpoint)
+    if args.resume and path.exists():
+        initial_epoch, prior = checkpoint.load(path, net, opt, rng, config.to_dict())
+        print(f"resuming after epoch {initial_epoch} from {path}", file=out, flush=True)
+    elif args.resume:
+        print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
+    saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict())
+    if prior:
+        saver.history = _history_from(prior)
+    return saver, initial_epoch, prior
 
 
 def _history_from(record, then=None):
