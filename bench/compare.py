@@ -150,8 +150,8 @@ def measure(systems, n_samples, rounds):
 
 
 # ------------------------------------------------------------ side figures
-def gemm_peak(threads):
-    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+def gemm_peak(threads, dtype=np.float32):
+    a = np.random.default_rng(0).random((1024, 1024)).astype(dtype)
     b = a.copy()
     c = np.empty_like(a)
     with blas_threads(threads):
@@ -481,7 +481,9 @@ def main(argv=None):
     results = {"machine": machine(), "data": source, "rounds": args.rounds,
                "n_samples": len(X), "n_wide": min(args.wide_samples, len(X)),
                "torch": getattr(torch, "__version__", None),
-               "peak": {1: gemm_peak(1), 2: gemm_peak(2)}, "adam": [], "optimizers": []}
+               "peak": {1: gemm_peak(1), 2: gemm_peak(2)},
+               "peak64": {1: gemm_peak(1, np.float64), 2: gemm_peak(2, np.float64)},
+               "adam": [], "optimizers": []}
 
     def compare(width, batch, optimizer, Xs, ys, with_textbook=True):
         systems = {"fastnn": fastnn_runner(width, batch, optimizer, Xs, ys)}
