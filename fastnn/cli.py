@@ -430,6 +430,8 @@ def cmd_sweep(args, out):
     finally:
         signal.signal(signal.SIGTERM, previous)
     best = sweep.best_run(records, spec.metric, spec.goal)
+    if wandb_opts and best is not None:
+        sweep.log_best_to_wandb(results, records, spec, wandb_opts, args.data_dir)
     failed = sum(r["status"] != "finished" for r in records)
     print(f"{len(records)} runs recorded ({failed} failed or diverged)", file=out)
     if best is not None:

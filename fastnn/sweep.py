@@ -491,6 +491,25 @@ def _keep_top_models(results_dir, records, spec):
                 path.unlink()
 
 
+def log_best_to_wandb(results_dir, records, spec, wandb_opts, data_dir=None):
+    """Log the best run's confusion matrix on the test set as its own W&B run."""
+    from . import datasets, modelfile
+    from .wandb_log import WandbCallback
+
+    best = best_run(records, spec.metric, spec.goal)
+    path = Path(results_dir) / "models" / f"{best['run_id']}.npz" if best else None
+    if path is None or not path.exists():
+        return None
+    net, _ = modelfile.load(path)
+    ds = datasets.load(best["config"]["dataset"], data_dir=data_dir)
+    pred = net.predict(datasets.preprocess(ds.x_test, net.dtype.name))
+    run = WandbCallback(wandb_opts["project"], wandb_opts.get("entity"), config=best["config"],
+                        name=f"best-{best['run_id']}", group=wandb_opts.get("group"))
+    run.log_confusion_matrix(ds.y_test, pred, ds.class_names)
+    run.finish({"test_accuracy": best["test_accuracy"], "best_run": best["run_id"]})
+    return best["run_id"]
+
+
 def best_run(records, metric="val_accuracy", goal="maximize"):
     """The finished record with the best metric, or None."""
     finished = [r for r in records if r.get("status") == "finished"]
