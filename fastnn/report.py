@@ -8,6 +8,7 @@ squared-error loss, and three configurations on MNIST.
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -232,13 +233,16 @@ def choose_mnist_configs(df, records):
         if len(picks) == 2:
             break
     chosen = {json.dumps(c, sort_keys=True) for c, _ in picks}
-    near = ranked[ranked["val_accuracy"] >= ranked["val_accuracy"].iloc[0] - 0.01]
-    for _, row in near.sort_values("wall_time").iterrows():
+    decayed = ranked[ranked["weight_decay"].astype(float) > 0]
+    decayed = decayed[decayed["weight_decay"].astype(float) <= decayed["weight_decay"]
+                      .astype(float).min()] if len(decayed) else decayed
+    for _, row in decayed.iterrows():
         config = by_id[row["run_id"]]["config"]
         if json.dumps(config, sort_keys=True) not in chosen:
-            picks.append((config, (f"the fastest other run within one point of the best "
-                                  f"({row['wall_time']:.1f} s, validation "
-                                  f"{row['val_accuracy']:.2%}): cheap and nearly as good")))
+            picks.append((config, (f"the best run with the smallest non-zero weight decay "
+                                  f"({row['weight_decay']}, validation "
+                                  f"{row['val_accuracy']:.2%}): the MNIST training set is "
+                                  "smaller, so regularisation may matter more there")))
             chosen.add(json.dumps(config, sort_keys=True))
             break
     for _, row in ranked.iterrows():  # fill up from the top if the sweep was tiny
@@ -355,7 +359,9 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     plot_curves([(p[0], p[1]) for p in pair], fig_dir / "ce_vs_mse.png",
                 "Cross-entropy against squared error at the best configuration")
     lines += ["## 7. Cross-entropy against squared error", "",
-              "Same configuration and seed, only the loss differs:", "",
+              ("Same configuration, seed and validation split, only the loss differs (trained "
+              "here with all BLAS threads, so the cross-entropy run need not repeat the "
+              "sweep's single-threaded run bit for bit):"), "",
               "| loss | final val acc | test acc | time |", "|---|---|---|---|"]
     lines += [f"| {p[0]} | {p[1]['val_accuracy'][-1]:.2%} | {p[2]:.2%} | {p[3]:.1f} s |"
               for p in pair]
@@ -363,29 +369,40 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
 
     # 8. MNIST
     if mnist_dir is not False:
-        lines += _mnist_section(df, records, mnist_dir if mnist_dir else data_dir, log)
+        n_sweep_train = len(ds.x_train) - math.ceil(0.1 * len(ds.x_train))
+        lines += _mnist_section(df, records, mnist_dir if mnist_dir else data_dir, log,
+                                n_sweep_train)
     atomic_write_bytes(out_dir / "sweep.md", ("\n".join(lines) + "\n").encode())
     return out_dir / "sweep.md"
 
 
-def _mnist_section(df, records, data_dir, log):
+def _mnist_section(df, records, data_dir, log, n_sweep_train):
     try:
         ds = datasets.load("mnist", data_dir=data_dir)
     except FastnnError as exc:
         return ["## 8. MNIST", "", f"Skipped: {exc}", ""]
     split = datasets.prepare("mnist", data_dir=data_dir, seed=0)
     subset = len(ds.x_train) < 60000
+    # The findings hold for a number of optimizer steps: keep it, so a smaller
+    # training set gets proportionally more epochs (at most 10x).
+    scale = min(10, max(1, round(n_sweep_train / len(split.X_train))))
     lines = ["## 8. Do the findings carry over to MNIST?", "",
              f"Training images: {len(ds.x_train):,}"
              + (" (a subset: this machine has only a 10,000-image MNIST training set; with "
                 "the full 60,000 the same command uses them)" if subset else "")
              + f", {len(split.X_val):,} of them held out for validation; "
-             f"tested on the official {len(ds.x_test):,}-image MNIST test set.", "",
-             "| configuration | why | MNIST test acc | time |", "|---|---|---|---|"]
+             f"tested on the official {len(ds.x_test):,}-image MNIST test set. Each "
+             f"configuration keeps its settings but trains {scale}x the epochs, so that it "
+             f"takes as many optimizer steps on {len(split.X_train):,} images as it did on "
+             f"{n_sweep_train:,}.", "",
+             "| configuration | why | epochs | MNIST test acc | time |", "|---|---|---|---|---|"]
     for values, why in choose_mnist_configs(df, records):
+        values = {**values, "epochs": int(values.get("epochs", TrainConfig.epochs)) * scale}
         log(f"training on MNIST: {values}")
         _, _, test_acc, _, secs = train_config(values, "mnist", data_dir, 0, split=split)
-        short = ", ".join(f"{k}={values[k]}" for k in HYPERPARAMETERS if k in values)
-        lines.append(f"| {short} | {why} | {test_acc:.2%} | {secs:.1f} s |")
+        short = ", ".join(f"{k}={values[k]}" for k in HYPERPARAMETERS
+                          if k in values and k != "epochs")
+        lines.append(f"| {short} | {why} | {values['epochs']} | {test_acc:.2%} | "
+                     f"{secs:.1f} s |")
     lines.append("")
     return lines
