@@ -142,6 +142,9 @@ def disk_full(tmp, rng):
                     f.flush()
         except OSError:  # ENOSPC: the disk is full now
             pass
+        if proc.poll() is not None:  # it had finished and saved before the disk filled
+            proc.communicate()
+            return None, "not injected: training ended before the disk was full"
         _, err = proc.communicate(timeout=300)
         lines = err.strip().splitlines()
         leftovers = [p.name for p in mount.iterdir() if p.name.endswith(".tmp")]
@@ -193,8 +196,12 @@ def main(argv=None):
     for name, inject in faults:
         outcomes = []
         for _ in range(args.trials):
-            with tempfile.TemporaryDirectory() as tmp:
-                outcomes.append(inject(Path(tmp)))
+            for _attempt in range(3):  # a fault that missed its moment is tried again
+                with tempfile.TemporaryDirectory() as tmp:
+                    outcome = inject(Path(tmp))
+                if not str(outcome[1]).startswith("not injected"):
+                    break
+            outcomes.append(outcome)
             print(name, outcomes[-1], flush=True)
         counted = [ok for ok, _ in outcomes if ok is not None]
         survived = f"{sum(counted)}/{len(counted)}" if counted else "skipped"
