@@ -124,16 +124,16 @@ def disk_full(tmp, rng):
     try:
         model = mount / "model.npz"
         model.write_bytes(b"saved before")
-        # The 3x256 default fits (the check before training passes); a filler then
-        # takes the space while it trains, so the save itself fails.
-        proc = subprocess.Popen([PY, "-m", "fastnn", "train", "-d", "digits", "-e", "200",
+        # The small model fits (the check before training passes); a filler then
+        # takes the space while it trains (about 6 s), so the save itself fails.
+        proc = subprocess.Popen([PY, "-m", "fastnn", "train", "-d", "digits", "-e", "2000",
                                  "-nhl", "2", "-sz", "64", "--no-progress", "--save",
                                  str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         for line in proc.stdout:  # training has started: the check before it passed
             if line.startswith("epoch"):
                 break
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.3))
         filler = mount / "filler"
         try:
             with open(filler, "wb") as f:
@@ -142,7 +142,8 @@ def disk_full(tmp, rng):
                     f.flush()
         except OSError:  # ENOSPC: the disk is full now
             pass
-        if proc.poll() is not None:  # it had finished and saved before the disk filled
+        if proc.poll() is not None or model.read_bytes() != b"saved before":
+            # it had finished and saved before the disk filled
             proc.communicate()
             return None, "not injected: training ended before the disk was full"
         _, err = proc.communicate(timeout=300)
