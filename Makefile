@@ -24,5 +24,8 @@ $(STAMP): pyproject.toml
 data: install
 	@PY=$(PY) sh scripts/get-data.sh
 
+bench: install
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m pytest bench --benchmark-enable
+
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info
