@@ -476,8 +476,9 @@ def main(argv=None):
                               ".venv/bin/python -m bench.compare --rounds 5")
         write_report(results, Path(args.out_dir), command)
         return
-    command = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.compare " + \
-        " ".join(argv if argv is not None else sys.argv[1:])
+    unset = "OPENBLAS_CORETYPE" not in os.environ and "OPENBLAS_L2_SIZE" not in os.environ
+    command = ("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " if unset else "") + \
+        ".venv/bin/python -m bench.compare " + " ".join(argv if argv is not None else sys.argv[1:])
 
     X, y, source = load_data(args.data_dir, args.samples)
     X64 = X.astype(np.float64)

@@ -126,3 +126,15 @@ def test_archive_is_uncompressed_npz(saved):
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == ["header.npy"] + [f"param_{i}.npy" for i in range(4)]
     assert modelfile.FORMAT_VERSION == 1
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "m.npz"
+    old = os.umask(0o022)
+    try:
+        fastnn.save_model(fastnn.Network([3, 2]), path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
