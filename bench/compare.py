@@ -177,7 +177,7 @@ def step_vs_products(width, batch):
     sizes = net.layer_sizes
     acts = [X] + [rng.random((batch, s), dtype=np.float32) for s in sizes[1:]]
     outs = [np.empty_like(a) for a in acts]
-    Ws = [p for p in net.params[0::2]]
+    Ws = list(net.params[0::2])
     dWs = [np.empty_like(W) for W in Ws]
 
     def products():

@@ -198,16 +198,12 @@ def plot_curves(histories, path, title):
 # --------------------------------------------------------------- training
 def train_config(values, dataset, data_dir, seed, split=None):
     """Train one configuration; return (net, history, test accuracy, split, seconds)."""
-    from .train import build, fit
+    from . import train
 
-    config = dataclasses.replace(TrainConfig(**{**values, "dataset": dataset}),
-                                 seed=seed).validated()
+    config = dataclasses.replace(TrainConfig(**{**values, "dataset": dataset}), seed=seed)
     split = split or datasets.prepare(dataset, data_dir=data_dir, seed=0)
-    net, opt = build(config, split.X_train.shape[1], len(split.class_names))
     start = time.perf_counter()
-    history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
-                  batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                  seed=seed)
+    net, _, history = train.train_config(config, split)
     seconds = time.perf_counter() - start
     return net, history, net.evaluate(split.X_test, split.y_test)[1], split, seconds
 
@@ -256,9 +252,13 @@ def choose_mnist_configs(df, records):
 
 
 # ------------------------------------------------------------------- main
-def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, seed=0,
-                 log=print):
-    """Write ``out_dir/sweep.md`` and its figures from a sweep's results."""
+def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, log=None):
+    """Write ``out_dir/sweep.md`` and its figures from a sweep's results.
+
+    ``log``, if given, is called with a line of progress before each extra
+    training run (the library itself prints nothing).
+    """
+    log = log or (lambda message: None)
     _plt()  # fail early, before any training, if matplotlib or pandas is missing
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     records = sweep.read_results(results_dir)

@@ -123,7 +123,7 @@ def parse_spec(raw, *, where="sweep file"):
         raise SweepError(f"{where}: expected a mapping at the top level")
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
-        raise SweepError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+        raise SweepError(f"{where}: unknown key(s) {', '.join(sorted(map(repr, unknown)))}; "
                          f"allowed: {', '.join(sorted(TOP_LEVEL_KEYS))}")
     method = raw.get("method")
     if method == "bayes":
@@ -172,7 +172,7 @@ def _parse_param(key, value, method, where):
                          "min:/max:)")
     extra = set(value) - {"values", "value", "min", "max", "distribution", "q", "probabilities"}
     if extra:
-        raise SweepError(f"{where}: parameter {key}: unknown key(s) {', '.join(sorted(extra))}")
+        raise SweepError(f"{where}: parameter {key}: unknown key(s) {', '.join(sorted(map(repr, extra)))}")
     if "value" in value:
         return Param(name, "constant", (_coerce(name, value["value"]),))
     if "values" in value:
@@ -304,7 +304,7 @@ def _init_worker(split, threads, data_desc, wandb_opts, results_dir):
 def _run_one(task):
     """Train one configuration; return its result record (never raises)."""
     from . import modelfile
-    from .train import build, config_callbacks, fit
+    from .train import train_config
 
     index, rid, values, seed = task
     split = _WORKER["split"]
@@ -314,9 +314,7 @@ def _run_one(task):
     wandb_run = None
     try:
         config = dataclasses.replace(TrainConfig(**values), seed=seed).validated()
-        net, opt = build(config, split.X_train.shape[1], len(split.class_names),
-                         threads=_WORKER["threads"])
-        callbacks = config_callbacks(config, opt)
+        callbacks = []
         if _WORKER["wandb"]:
             from .wandb_log import WandbCallback, run_name
 
@@ -325,10 +323,8 @@ def _run_one(task):
                                       config=config.to_dict(), name=run_name(config),
                                       group=opts.get("group"))
             callbacks.append(wandb_run)
-        history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
-                      batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                      seed=seed, callbacks=callbacks, threads=_WORKER["threads"],
-                      clip_norm=config.clip_norm or None)
+        net, _, history = train_config(config, split, callbacks=callbacks,
+                                       threads=_WORKER["threads"])
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
         record.update(status="finished", history=history.to_dict(),
                       val_accuracy=history["val_accuracy"][-1], val_loss=history["val_loss"][-1],

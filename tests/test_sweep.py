@@ -163,3 +163,10 @@ def test_shipped_sweep_file_is_valid():
     for p in spec.params:
         grid *= len(p.values)
     assert grid == 11664
+
+
+@pytest.mark.parametrize("text", ["?", "method: grid\nparameters: {epochs: {1: 2}}",
+                                  "method: grid\nparameters: {null: {values: [1]}}"])
+def test_non_string_keys_are_sweep_errors(tmp_path, text):
+    with pytest.raises(sweep.SweepError, match="unknown"):
+        sweep.load_spec(write(tmp_path, text))
