@@ -168,6 +168,12 @@ def build_parser():
     rp.add_argument("--data-dir", default=None)
     rp.add_argument("--mnist-dir", default=None, help="where MNIST is (default: --data-dir)")
     rp.add_argument("--no-mnist", action="store_true", help="skip the MNIST section")
+    rp.add_argument("--seeds", type=int, default=3,
+                    help="re-train the 3 best configurations and the default with this many "
+                         "seeds (0: skip)")
+    rp.add_argument("--stronger", default=None, metavar="DIR",
+                    help="results of a sweep outside the classic space: section 9, and its "
+                         "best run joins the MNIST configurations")
 
     data = sub.add_parser("data", help="find (or download) a data set and say where it is",
                           allow_abbrev=False)
@@ -466,9 +472,12 @@ def cmd_predict(args, out):
 def cmd_report(args, out):
     from . import report
 
+    if args.seeds < 0:
+        raise ConfigError(f"seeds must be >= 0, got {args.seeds}")
     path = report.write_report(args.results, args.out, data_dir=args.data_dir,
                                mnist_dir=False if args.no_mnist else args.mnist_dir,
-                               log=lambda msg: print(msg, file=out, flush=True))
+                               log=lambda msg: print(msg, file=out, flush=True),
+                               seeds=args.seeds, stronger=args.stronger)
     print(f"report written to {path}", file=out)
     return 0
 

@@ -208,8 +208,77 @@ def train_config(values, dataset, data_dir, seed, split=None):
     return net, history, net.evaluate(split.X_test, split.y_test)[1], split, seconds
 
 
-def choose_mnist_configs(df, records):
-    """Three configurations for MNIST, each with the reason it was chosen."""
+def seed_study(df, records, dataset, data_dir, seeds, top=3, log=None):
+    """Re-train the ``top`` configurations (by validation accuracy) with seeds 0..seeds-1.
+
+    A single run's accuracy moves by a few tenths of a point with its seed,
+    so the sweep's ranking is partly luck; this measures how much. The
+    default configuration of ``fastnn train`` is trained the same way as a
+    reference. All runs share one validation split (seed 0).
+
+    Returns
+    -------
+    list of dict
+        One per configuration: ``config``, ``label``, ``sweep_val`` (the
+        sweep's single run, None for the default), and the lists ``val``
+        and ``test`` of final accuracies, one per seed.
+    """
+    log = log or (lambda message: None)
+    by_id = {r["run_id"]: r for r in records}
+    split = datasets.prepare(dataset, data_dir=data_dir, seed=0)
+    rows = []
+    ranked = df.sort_values("val_accuracy", ascending=False).head(top)
+    entries = [(by_id[rid]["config"], f"sweep #{rank}", val)
+               for rank, (rid, val) in enumerate(zip(ranked["run_id"], ranked["val_accuracy"]), 1)]
+    default = {k: v for k, v in TrainConfig().to_dict().items() if k in HYPERPARAMETERS}
+    entries.append((default, "fastnn train default", None))
+    for config, label, sweep_val in entries:
+        val, test = [], []
+        for seed in range(seeds):
+            log(f"seed study: {label}, seed {seed}")
+            _, hist, test_acc, _, _ = train_config(config, dataset, data_dir, seed, split=split)
+            val.append(hist.to_dict()["val_accuracy"][-1])
+            test.append(float(test_acc))
+        rows.append({"config": config, "label": label, "sweep_val": sweep_val,
+                     "val": val, "test": test})
+    return rows
+
+
+def _seed_study_lines(rows, seeds):
+    def stat(xs):
+        return f"{np.mean(xs):.2%} ± {np.std(xs):.2%}"
+
+    lines = [f"### Over {seeds} seeds", "",
+             (f"The three best configurations and `fastnn train`'s default, each re-trained "
+              f"with seeds 0-{seeds - 1} on the same validation split (mean ± standard "
+              "deviation; min-max of test accuracy):"), "",
+             "| configuration | sweep val acc | val acc | test acc | test min-max |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        sweep_val = "" if r["sweep_val"] is None else f"{r['sweep_val']:.2%}"
+        lines.append(f"| {r['label']}: {_short(r['config'])} | {sweep_val} | {stat(r['val'])} | "
+                     f"{stat(r['test'])} | {min(r['test']):.2%}-{max(r['test']):.2%} |")
+    best = max(rows, key=lambda r: np.mean(r["val"]))
+    lines += ["", (f"By mean validation accuracy over the seeds the best is {best['label']} "
+                   f"(test {np.mean(best['test']):.2%} on average)."), ""]
+    return lines
+
+
+def _short(values):
+    """``key=value, ...`` for the settings that describe a configuration."""
+    keys = [k for k in HYPERPARAMETERS if k in values]
+    keys += sorted(set(values) - set(keys) - {"dataset", "seed"})
+    return ", ".join(f"{k}={values[k]}" for k in keys)
+
+
+def choose_mnist_configs(df, records, stronger=None):
+    """Three configurations for MNIST, each with the reason it was chosen.
+
+    The best run, the best run with another optimizer/activation pair, and
+    either the best run of ``stronger`` (records of a sweep outside the
+    classic space, when given) or else the best run with the smallest
+    non-zero weight decay.
+    """
     by_id = {r["run_id"]: r for r in records}
     ranked = df.sort_values("val_accuracy", ascending=False)
     picks = []
@@ -229,7 +298,16 @@ def choose_mnist_configs(df, records):
         if len(picks) == 2:
             break
     chosen = {json.dumps(c, sort_keys=True) for c, _ in picks}
-    decayed = ranked[ranked["weight_decay"].astype(float) > 0]
+    strong = sweep.best_run(stronger) if stronger else None
+    if strong is not None:
+        picks.append((strong["config"], (
+            f"the best run of the sweep outside the classic space (validation "
+            f"{strong['val_accuracy']:.2%}, Fashion-MNIST test {strong['test_accuracy']:.2%}): "
+            "wider layers regularised by dropout did best on Fashion-MNIST, and the "
+            "smaller MNIST training set may need regularisation more")))
+        chosen.add(json.dumps(strong["config"], sort_keys=True))
+    decayed = ranked[:0] if strong is not None else ranked
+    decayed = decayed[decayed["weight_decay"].astype(float) > 0]
     decayed = decayed[decayed["weight_decay"].astype(float) <= decayed["weight_decay"]
                       .astype(float).min()] if len(decayed) else decayed
     for _, row in decayed.iterrows():
@@ -252,11 +330,15 @@ def choose_mnist_configs(df, records):
 
 
 # ------------------------------------------------------------------- main
-def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, log=None):
+def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, log=None,
+                 seeds=3, stronger=None):
     """Write ``out_dir/sweep.md`` and its figures from a sweep's results.
 
     ``log``, if given, is called with a line of progress before each extra
-    training run (the library itself prints nothing).
+    training run (the library itself prints nothing). ``seeds`` > 0 adds
+    the seed study (:func:`seed_study`) to section 1. ``stronger`` is the
+    results directory of a sweep outside the classic search space: it gets
+    section 9, and its best run becomes one of the MNIST configurations.
     """
     log = log or (lambda message: None)
     _plt()  # fail early, before any training, if matplotlib or pandas is missing
@@ -264,6 +346,11 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     records = sweep.read_results(results_dir)
     if not records:
         raise FastnnError(f"{results_dir}: no results.jsonl with runs in it")
+    strong_records = None
+    if stronger is not None:
+        strong_records = [r for r in sweep.read_results(stronger) if r.get("status") == "finished"]
+        if not strong_records:
+            raise FastnnError(f"{stronger}: no results.jsonl with finished runs in it")
     df = runs_frame(records)
     if not len(df):
         raise FastnnError(f"{results_dir}: no finished runs to report on")
@@ -296,6 +383,9 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     best_rec = sweep.best_run(records)
     lines += ["", (f"Best configuration (run {best_rec['run_id']}): "
               f"`{json.dumps(best_rec['config'])}`."), ""]
+    if seeds:
+        lines += _seed_study_lines(seed_study(df, records, dataset, data_dir, seeds, log=log),
+                                   seeds)
 
     # 2. parallel coordinates
     plot_parallel(df, fig_dir / "parallel_coordinates.png")
@@ -371,12 +461,36 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     if mnist_dir is not False:
         n_sweep_train = len(ds.x_train) - math.ceil(0.1 * len(ds.x_train))
         lines += _mnist_section(df, records, mnist_dir if mnist_dir else data_dir, log,
-                                n_sweep_train)
+                                n_sweep_train, strong_records)
+
+    # 9. outside the classic search space
+    if strong_records:
+        lines += _stronger_section(stronger, strong_records)
     atomic_write_bytes(out_dir / "sweep.md", ("\n".join(lines) + "\n").encode())
     return out_dir / "sweep.md"
 
 
-def _mnist_section(df, records, data_dir, log, n_sweep_train):
+def _stronger_section(results_dir, records):
+    sdf = runs_frame(records).sort_values("val_accuracy", ascending=False)
+    keys = sorted({k for r in records for k in r["config"]} - {"dataset"})
+    varied = [k for k in keys if len({json.dumps(r["config"].get(k)) for r in records}) > 1]
+    fixed = {k: records[0]["config"][k] for k in keys if k not in varied}
+    by_id = {r["run_id"]: r for r in records}
+    lines = ["## 9. Outside the classic search space", "",
+             (f"{len(records)} runs of the sweep in `{results_dir}`, reported apart from the "
+              f"classic search space above. Fixed: {_short(fixed)}."), "",
+             "| rank | " + " | ".join(varied) + " | val acc | test acc | time |",
+             "|" + "---|" * (len(varied) + 4)]
+    for rank, (_, row) in enumerate(sdf.iterrows(), 1):
+        config = by_id[row["run_id"]]["config"]
+        lines.append(f"| {rank} | " + " | ".join(str(config.get(k)) for k in varied)
+                     + f" | {row['val_accuracy']:.2%} | {row['test_accuracy']:.2%} | "
+                     f"{row['wall_time']:.1f} s |")
+    lines.append("")
+    return lines
+
+
+def _mnist_section(df, records, data_dir, log, n_sweep_train, stronger=None):
     try:
         ds = datasets.load("mnist", data_dir=data_dir)
     except FastnnError as exc:
@@ -396,12 +510,12 @@ def _mnist_section(df, records, data_dir, log, n_sweep_train):
              f"takes as many optimizer steps on {len(split.X_train):,} images as it did on "
              f"{n_sweep_train:,}.", "",
              "| configuration | why | epochs | MNIST test acc | time |", "|---|---|---|---|---|"]
-    for values, why in choose_mnist_configs(df, records):
-        values = {**values, "epochs": int(values.get("epochs", TrainConfig.epochs)) * scale}
+    for values, why in choose_mnist_configs(df, records, stronger):
+        values = {**values, "dataset": "mnist",
+                  "epochs": int(values.get("epochs", TrainConfig.epochs)) * scale}
         log(f"training on MNIST: {values}")
         _, _, test_acc, _, secs = train_config(values, "mnist", data_dir, 0, split=split)
-        short = ", ".join(f"{k}={values[k]}" for k in HYPERPARAMETERS
-                          if k in values and k != "epochs")
+        short = _short({k: v for k, v in values.items() if k != "epochs"})
         lines.append(f"| {short} | {why} | {values['epochs']} | {test_acc:.2%} | "
                      f"{secs:.1f} s |")
     lines.append("")

@@ -17,6 +17,17 @@ parameters:
   optimizer: {values: [adam, sgd]}
   learning_rate: {value: 0.01}
 """
+STRONGER_SPEC = """
+method: grid
+parameters:
+  dataset: {value: digits}
+  epochs: {value: 3}
+  num_layers: {value: 1}
+  hidden_size: {value: 32}
+  dropout: {values: [0.1, 0.2]}
+  lr_schedule: {value: cosine}
+  learning_rate: {value: 0.01}
+"""
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["parallel_coordinates.png", "val_accuracy_by_run.png", "confusion_matrix.png",
            "learning_curves.png", "ce_vs_mse.png"]
@@ -53,6 +64,78 @@ def test_report_writes_every_figure_and_the_right_numbers(sweep_results, tmp_pat
     assert "| cross_entropy |" in text and "| mean_squared_error |" in text
     assert "10,000-image MNIST training set" in text  # says it is the subset
     assert text.count("MNIST test") >= 1
+    assert "### Over 3 seeds" in text and "| fastnn train default: " in text
+
+
+@pytest.fixture(scope="module")
+def stronger_results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stronger")
+    spec_path = tmp / "spec.yaml"
+    spec_path.write_text(STRONGER_SPEC)
+    results = tmp / "results"
+    sweep.run_sweep(sweep.load_spec(spec_path), results, workers=2)
+    return results
+
+
+def test_report_stronger_sweep_gets_section_9_and_an_mnist_pick(sweep_results, stronger_results,
+                                                                 tmp_path, capsys, shared_data):
+    out = tmp_path / "reports"
+    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(shared_data),
+               "--seeds", "0", "--stronger", str(stronger_results)])
+    assert rc == 0, capsys.readouterr().err
+    text = (out / "sweep.md").read_text()
+    assert "## 9. Outside the classic search space" in text
+    assert "### Over" not in text  # --seeds 0 skips the seed study
+    strong = [json.loads(x) for x in
+              (stronger_results / "results.jsonl").read_text().splitlines()]
+    best = max(strong, key=lambda r: r["val_accuracy"])
+    section9 = text.split("## 9.")[1]
+    top_row = next(line for line in section9.splitlines() if line.startswith("| 1 |"))
+    assert f"| {best['config']['dropout']} |" in top_row
+    assert f"{best['val_accuracy']:.2%}" in top_row and f"{best['test_accuracy']:.2%}" in top_row
+    mnist = text.split("## 8.")[1].split("## 9.")[0]
+    rows = [line for line in mnist.splitlines() if line.startswith("| ") and "dropout=" in line]
+    assert len(rows) == 1 and "outside the classic space" in rows[0]
+    assert f"dropout={best['config']['dropout']}" in rows[0]
+    # the pick keeps the stronger run's schedule; epochs are scaled like the others
+    assert "lr_schedule=cosine" in rows[0]
+
+
+def test_seed_study_numbers_are_the_runs_it_reports(sweep_results, tmp_path):
+    from fastnn import report
+
+    records = sweep.read_results(sweep_results)
+    df = report.runs_frame(records)
+    rows = report.seed_study(df, records, "digits", None, seeds=2, top=1)
+    assert [r["label"] for r in rows] == ["sweep #1", "fastnn train default"]
+    best = max(records, key=lambda r: r["val_accuracy"])
+    assert rows[0]["config"] == best["config"] and rows[0]["sweep_val"] == best["val_accuracy"]
+    assert rows[1]["sweep_val"] is None and rows[1]["config"]["hidden_size"] == 256
+    for r in rows:
+        assert len(r["val"]) == len(r["test"]) == 2
+        assert all(0.0 <= x <= 1.0 for x in r["val"] + r["test"])
+    # each number is a real run: seed 1 of the best configuration, trained again
+    _, hist, test_acc, _, _ = report.train_config(best["config"], "digits", None, 1)
+    assert rows[0]["test"][1] == pytest.approx(float(test_acc), abs=0)
+    assert rows[0]["val"][1] == hist.to_dict()["val_accuracy"][-1]
+    text = "\n".join(report._seed_study_lines(rows, 2))
+    assert "fastnn train default" in text and "Over 2 seeds" in text
+    mean = sum(rows[0]["test"]) / 2
+    assert f"{mean:.2%} ±" in text
+
+
+def test_report_rejects_negative_seeds(sweep_results, tmp_path, capsys):
+    assert main(["report", str(sweep_results), "--out", str(tmp_path), "--seeds", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seeds" in err[0]
+    assert not (tmp_path / "sweep.md").exists()
+
+
+def test_report_stronger_without_results_is_a_one_line_error(sweep_results, tmp_path, capsys):
+    assert main(["report", str(sweep_results), "--out", str(tmp_path / "r"), "--no-mnist",
+                 "--stronger", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no results.jsonl" in err[0]
 
 
 def test_report_without_results_is_a_one_line_error(tmp_path, capsys):
