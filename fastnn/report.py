@@ -359,6 +359,11 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     spec_info = json.loads((results_dir / sweep.SPEC_FILE).read_text()) \
         if (results_dir / sweep.SPEC_FILE).exists() else {}
     dataset = records[0]["config"].get("dataset") or "fashion_mnist"
+    if strong_records:
+        other = strong_records[0]["config"].get("dataset") or "fashion_mnist"
+        if other != dataset:
+            raise FastnnError(f"{stronger}: its runs are on {other}, those of {results_dir} "
+                              f"on {dataset}")
     failed = [r for r in records if r.get("status") != "finished"]
     lines = [f"# Sweep report: {results_dir}", "",
              (f"{len(records)} runs ({len(df)} finished, {len(failed)} failed or diverged) on "

@@ -33,14 +33,18 @@ FIGURES = ["parallel_coordinates.png", "val_accuracy_by_run.png", "confusion_mat
            "learning_curves.png", "ce_vs_mse.png"]
 
 
-@pytest.fixture(scope="module")
-def sweep_results(tmp_path_factory):
+def _run_spec(tmp_path_factory, text):
     tmp = tmp_path_factory.mktemp("sweep")
     spec_path = tmp / "spec.yaml"
-    spec_path.write_text(SPEC)
+    spec_path.write_text(text)
     results = tmp / "results"
     sweep.run_sweep(sweep.load_spec(spec_path), results, workers=2)
     return results
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory):
+    return _run_spec(tmp_path_factory, SPEC)
 
 
 def test_report_writes_every_figure_and_the_right_numbers(sweep_results, tmp_path, capsys,
@@ -69,12 +73,7 @@ def test_report_writes_every_figure_and_the_right_numbers(sweep_results, tmp_pat
 
 @pytest.fixture(scope="module")
 def stronger_results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stronger")
-    spec_path = tmp / "spec.yaml"
-    spec_path.write_text(STRONGER_SPEC)
-    results = tmp / "results"
-    sweep.run_sweep(sweep.load_spec(spec_path), results, workers=2)
-    return results
+    return _run_spec(tmp_path_factory, STRONGER_SPEC)
 
 
 def test_report_stronger_sweep_gets_section_9_and_an_mnist_pick(sweep_results, stronger_results,
@@ -136,6 +135,22 @@ def test_report_stronger_without_results_is_a_one_line_error(sweep_results, tmp_
                  "--stronger", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no results.jsonl" in err[0]
+
+
+def test_report_stronger_on_another_data_set_is_refused(sweep_results, stronger_results,
+                                                         tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    lines = (stronger_results / "results.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    for r in records:
+        r["config"]["dataset"] = "mnist"
+    (other / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["report", str(sweep_results), "--out", str(tmp_path / "r"), "--no-mnist",
+                 "--stronger", str(other)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mnist" in err[0] and "digits" in err[0]
+    assert not (tmp_path / "r" / "sweep.md").exists()
 
 
 def test_report_without_results_is_a_one_line_error(tmp_path, capsys):
