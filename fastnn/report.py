@@ -416,11 +416,16 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
 
     # 5. confusion matrix of the best model
     model_path = results_dir / "models" / f"{best_rec['run_id']}.npz"
+    provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."
     if model_path.exists():
         net, _ = modelfile.load(model_path)
     else:
         log(f"retraining the best run {best_rec['run_id']} (its model file is gone)")
         net = train_config(best_rec["config"], dataset, data_dir, best_rec["seed"])[0]
+        provenance = (f"`{model_path}` is gone, so run {best_rec['run_id']} was trained again "
+                      f"here with its seed; with other BLAS threads or another BLAS kernel "
+                      f"than the sweep's worker had, its sums round differently and the "
+                      f"accuracy differs from the sweep's {best_rec['test_accuracy']:.2%}.")
     ds = datasets.load(dataset, data_dir=data_dir)
     X_test = datasets.preprocess(ds.x_test, net.dtype.name)
     pred = net.predict(X_test)
@@ -429,7 +434,7 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     plot_confusion(matrix, ds.class_names, fig_dir / "confusion_matrix.png",
                    f"Best model on the {len(X_test):,} test images (accuracy {acc:.2%})")
     lines += ["## 5. Confusion matrix of the best model", "",
-              f"Test accuracy {acc:.2%}. Counts and row-normalised rates:", "",
+              f"{provenance} Test accuracy {acc:.2%}. Counts and row-normalised rates:", "",
               "![confusion matrix](figures/confusion_matrix.png)", "",
               "Most confused pairs (true -> predicted, count):", ""]
     lines += [f"- {a} -> {b}: {n} ({n / max(matrix[ds.class_names.index(a)].sum(), 1):.1%} "

@@ -153,6 +153,26 @@ def test_report_stronger_on_another_data_set_is_refused(sweep_results, stronger_
     assert not (tmp_path / "r" / "sweep.md").exists()
 
 
+def test_report_says_where_the_confusion_matrix_model_comes_from(sweep_results, tmp_path,
+                                                                  capsys):
+    import shutil
+
+    best = sweep.best_run(sweep.read_results(sweep_results))
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    shutil.copytree(sweep_results, kept)
+    shutil.copytree(sweep_results, gone, ignore=shutil.ignore_patterns("models"))
+    texts = {}
+    for name in ("kept", "gone"):
+        out = tmp_path / f"out-{name}"
+        assert main(["report", str(tmp_path / name), "--out", str(out), "--no-mnist",
+                     "--seeds", "0"]) == 0, capsys.readouterr().err
+        texts[name] = (out / "sweep.md").read_text().split("## 5.")[1].split("## 6.")[0]
+    assert f"The model of run {best['run_id']}, from" in texts["kept"]
+    assert "trained again" not in texts["kept"]
+    assert f"run {best['run_id']} was trained again" in texts["gone"]
+    assert f"{best['test_accuracy']:.2%}" in texts["gone"]
+
+
 def test_report_without_results_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
