@@ -249,9 +249,9 @@ def _seed_study_lines(rows, seeds):
         return f"{np.mean(xs):.2%} ± {np.std(xs):.2%}"
 
     lines = [f"### Over {seeds} seeds", "",
-             (f"The three best configurations and `fastnn train`'s default, each re-trained "
-              f"with seeds 0-{seeds - 1} on the same validation split (mean ± standard "
-              "deviation; min-max of test accuracy):"), "",
+             (f"The sweep's top {len(rows) - 1} configurations and `fastnn train`'s default, each "
+              f"re-trained with seeds 0-{seeds - 1} on the same validation split (mean ± "
+              "standard deviation; min-max of test accuracy):"), "",
              "| configuration | sweep val acc | val acc | test acc | test min-max |",
              "|---|---|---|---|---|"]
     for r in rows:
@@ -298,18 +298,19 @@ def choose_mnist_configs(df, records, stronger=None):
         if len(picks) == 2:
             break
     chosen = {json.dumps(c, sort_keys=True) for c, _ in picks}
-    strong = sweep.best_run(stronger) if stronger else None
-    if strong is not None:
+    if stronger:
+        strong = sweep.best_run(stronger)
         picks.append((strong["config"], (
             f"the best run of the sweep outside the classic space (validation "
             f"{strong['val_accuracy']:.2%}, Fashion-MNIST test {strong['test_accuracy']:.2%}): "
             "wider layers regularised by dropout did best on Fashion-MNIST, and the "
             "smaller MNIST training set may need regularisation more")))
         chosen.add(json.dumps(strong["config"], sort_keys=True))
-    decayed = ranked[:0] if strong is not None else ranked
-    decayed = decayed[decayed["weight_decay"].astype(float) > 0]
-    decayed = decayed[decayed["weight_decay"].astype(float) <= decayed["weight_decay"]
-                      .astype(float).min()] if len(decayed) else decayed
+        decayed = ranked[:0]  # the stronger run takes the regularisation pick
+    else:
+        decayed = ranked[ranked["weight_decay"].astype(float) > 0]
+        decayed = decayed[decayed["weight_decay"].astype(float) <= decayed["weight_decay"]
+                          .astype(float).min()] if len(decayed) else decayed
     for _, row in decayed.iterrows():
         config = by_id[row["run_id"]]["config"]
         if json.dumps(config, sort_keys=True) not in chosen:
@@ -416,9 +417,9 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
 
     # 5. confusion matrix of the best model
     model_path = results_dir / "models" / f"{best_rec['run_id']}.npz"
-    provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."
     if model_path.exists():
         net, _ = modelfile.load(model_path)
+        provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."
     else:
         log(f"retraining the best run {best_rec['run_id']} (its model file is gone)")
         net = train_config(best_rec["config"], dataset, data_dir, best_rec["seed"])[0]

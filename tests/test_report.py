@@ -118,7 +118,7 @@ def test_seed_study_numbers_are_the_runs_it_reports(sweep_results, tmp_path):
     assert rows[0]["test"][1] == pytest.approx(float(test_acc), abs=0)
     assert rows[0]["val"][1] == hist.to_dict()["val_accuracy"][-1]
     text = "\n".join(report._seed_study_lines(rows, 2))
-    assert "fastnn train default" in text and "Over 2 seeds" in text
+    assert "fastnn train default" in text and "Over 2 seeds" in text and "top 1 " in text
     mean = sum(rows[0]["test"]) / 2
     assert f"{mean:.2%} ±" in text
 
