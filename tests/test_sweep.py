@@ -165,6 +165,15 @@ def test_shipped_sweep_file_is_valid():
     assert grid == 11664
 
 
+@pytest.mark.parametrize("name, runs", [("fashion_mnist_refine", 108),
+                                        ("fashion_mnist_stronger", 6)])
+def test_shipped_grid_files_are_valid(name, runs):
+    from pathlib import Path
+
+    spec = sweep.load_spec(Path(__file__).parent.parent / "sweeps" / f"{name}.yaml")
+    assert spec.method == "grid" and len(spec.configs(seed=0)) == runs
+
+
 @pytest.mark.parametrize("text", ["?", "method: grid\nparameters: {epochs: {1: 2}}",
                                   "method: grid\nparameters: {null: {values: [1]}}"])
 def test_non_string_keys_are_sweep_errors(tmp_path, text):
