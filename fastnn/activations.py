@@ -6,12 +6,26 @@ activation ``a``. Each backward scales the upstream gradient ``delta``
 ``a``; so no activation needs to keep its input. ``scratch`` is a buffer of
 the same shape and dtype that a backward may overwrite.
 
+Each activation also has a fused pair for the numba kernel set (marked
+``@fused``, compiled by :mod:`fastnn._jit`): the forward adds the bias and
+applies the activation in one pass over ``z``; the backward applies the
+dropout mask (when ``use_mask``) and the derivative to ``delta`` in one
+pass, with no scratch buffer. Arrays are C-contiguous (n, units); the
+scalars ``half``/``one`` come in already in the array dtype, so float32
+math stays float32 (a Python literal would make numba compute in float64).
+
 NOTE: every function here mutates its first argument.
 """
 
+import math
+
 import numpy as np
 
+from ._jit import fused
 from .errors import ConfigError
+
+_FORWARD_SIG = "void(F[:, ::1], F[::1], F, F)"
+_BACKWARD_SIG = "void(F[:, ::1], F[:, ::1], F[:, ::1], boolean, F)"
 
 
 def _identity_forward(z):
@@ -61,6 +75,81 @@ def _relu_backward(delta, a, scratch):
     np.sign(a, out=scratch)
     delta *= scratch
     return delta
+
+
+# ------------------------------------------------- fused kernels (numba set)
+# Forward: z = act(z + b) in one pass (replaces `z += b` and the forward above).
+# Backward: delta *= mask (if use_mask), then *= act'(a), in one pass.
+
+@fused(_FORWARD_SIG)
+def _identity_forward_fused(z, b, half, one):
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] += b[j]
+
+
+@fused(_BACKWARD_SIG)
+def _identity_backward_fused(delta, a, mask, use_mask, one):
+    if use_mask:
+        for i in range(delta.shape[0]):
+            for j in range(delta.shape[1]):
+                delta[i, j] *= mask[i, j]
+
+
+@fused(_FORWARD_SIG)
+def _sigmoid_forward_fused(z, b, half, one):
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] = (math.tanh((z[i, j] + b[j]) * half) + one) * half
+
+
+@fused(_BACKWARD_SIG)
+def _sigmoid_backward_fused(delta, a, mask, use_mask, one):
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            delta[i, j] = d * ((one - a[i, j]) * a[i, j])
+
+
+@fused(_FORWARD_SIG)
+def _tanh_forward_fused(z, b, half, one):
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] = math.tanh(z[i, j] + b[j])
+
+
+@fused(_BACKWARD_SIG)
+def _tanh_backward_fused(delta, a, mask, use_mask, one):
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            delta[i, j] = d * (one - a[i, j] * a[i, j])
+
+
+@fused(_FORWARD_SIG)
+def _relu_forward_fused(z, b, half, one):
+    zero = one - one
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            z[i, j] = zero if v < zero else v  # NaN stays NaN, as in np.maximum
+
+
+@fused(_BACKWARD_SIG)
+def _relu_backward_fused(delta, a, mask, use_mask, one):
+    zero = one - one
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            delta[i, j] = zero if a[i, j] == zero else d  # a is >= 0 (or NaN)
+
+
+FUSED = {
+    "identity": (_identity_forward_fused, _identity_backward_fused),
+    "sigmoid": (_sigmoid_forward_fused, _sigmoid_backward_fused),
+    "tanh": (_tanh_forward_fused, _tanh_backward_fused),
+    "relu": (_relu_forward_fused, _relu_backward_fused),
+}
 
 
 ACTIVATIONS = {

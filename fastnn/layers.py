@@ -41,9 +41,14 @@ class Dense:
 
     def forward(self, a_prev, n):
         """Return ``z[:n] = a_prev @ W + b`` (a_prev has n rows)."""
+        z = self.product(a_prev, n)
+        z += self.b
+        return z
+
+    def product(self, a_prev, n):
+        """Return ``z[:n] = a_prev @ W``: the bias is left to a fused kernel."""
         z = self.z[:n]
         np.matmul(a_prev, self.W, out=z)
-        z += self.b
         return z
 
     def backward(self, a_prev, delta, delta_prev, ones):

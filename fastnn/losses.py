@@ -10,11 +10,22 @@ softmax + cross-entropy and softmax + mean squared error.
 NOTE: both kernels overwrite ``z``. For cross-entropy ``delta`` may be
 the same buffer as ``z`` (the training step does that); for squared error
 it must not be, and ``z`` ends holding the probabilities.
+
+The numba kernel set has one row kernel per loss (``*_fused``, compiled by
+:mod:`fastnn._jit`) that does all of it in one sweep over each row: max
+and arg-max, exponentials, sum, the loss term, the count of correct
+predictions and dL/dz. They return ``(sum of the per-row losses, number
+correct)``; the caller divides by n.
 """
+
+import math
 
 import numpy as np
 
+from ._jit import fused
 from .errors import ConfigError
+
+_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F)"
 
 
 def softmax_(z, row_buf):
@@ -90,6 +101,76 @@ def softmax_squared_error_(z, y, delta, row_buf, rows):
     delta *= z
     delta *= 1.0 / n
     return loss
+
+
+@fused(_FUSED_SIG)
+def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused):
+    """Row kernel of softmax + cross-entropy; ``delta`` may be ``z``."""
+    loss = 0.0  # accumulated in float64 whatever the array dtype
+    correct = 0
+    zero = inv_n - inv_n  # in the array dtype
+    for i in range(z.shape[0]):
+        best = 0
+        top = z[i, 0]
+        for j in range(1, z.shape[1]):
+            if z[i, j] > top:
+                top = z[i, j]
+                best = j
+        label = y[i]
+        correct += best == label
+        true_shifted = z[i, label] - top  # read before delta (maybe z) is written
+        total = zero
+        for j in range(z.shape[1]):
+            e = math.exp(z[i, j] - top)
+            delta[i, j] = e
+            total += e
+        loss += math.log(total) - true_shifted
+        scale = inv_n / total
+        for j in range(z.shape[1]):
+            delta[i, j] *= scale
+        delta[i, label] -= inv_n
+    return loss, float(correct)
+
+
+@fused(_FUSED_SIG)
+def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k):
+    """Row kernel of softmax + squared error; ``z`` ends as the probabilities."""
+    loss = 0.0
+    correct = 0
+    zero = inv_n - inv_n  # in the array dtype
+    one = inv_n / inv_n
+    for i in range(z.shape[0]):
+        best = 0
+        top = z[i, 0]
+        for j in range(1, z.shape[1]):
+            if z[i, j] > top:
+                top = z[i, j]
+                best = j
+        label = y[i]
+        correct += best == label
+        total = zero
+        for j in range(z.shape[1]):
+            e = math.exp(z[i, j] - top)
+            z[i, j] = e
+            total += e
+        dot = zero
+        for j in range(z.shape[1]):
+            p = z[i, j] / total
+            z[i, j] = p
+            d = p - one if j == label else p  # p - onehot
+            loss += d * d
+            d *= two_over_k
+            delta[i, j] = d
+            dot += d * p
+        for j in range(z.shape[1]):
+            delta[i, j] = (delta[i, j] - dot) * z[i, j] * inv_n
+    return loss, float(correct)
+
+
+FUSED = {
+    "cross_entropy": _softmax_cross_entropy_fused,
+    "mean_squared_error": _softmax_squared_error_fused,
+}
 
 
 LOSSES = {

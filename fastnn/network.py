@@ -4,7 +4,8 @@ import itertools
 
 import numpy as np
 
-from . import _checks, activations, losses
+from . import _checks, _jit, activations, losses
+from ._jit import fused
 from .errors import ConfigError
 from .layers import Dense
 
@@ -63,6 +64,9 @@ class Network:
         training: each unit is zeroed with this probability and the rest
         scaled by 1/(1 - dropout). Off in :meth:`predict_proba`,
         :meth:`evaluate` and :meth:`loss` (unless ``training=True``).
+    kernels : {'auto', 'numba', 'numpy'}, optional
+        Element-wise kernel set (see :meth:`set_kernels`); default
+        ``$FASTNN_KERNELS`` or ``auto``: numba when it is installed.
 
     Attributes
     ----------
@@ -75,7 +79,8 @@ class Network:
     """
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy",
-                 weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0, dropout=0.0):
+                 weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0, dropout=0.0,
+                 kernels=None):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
             raise ConfigError(f"layer_sizes needs at least 2 entries, got {sizes!r}")
@@ -109,7 +114,38 @@ class Network:
         self._delta_in_place = self.loss_name == "cross_entropy"
         self._capacity = 0
         self._wd_scratch = None
+        self.set_kernels(kernels)
         self.init_weights(seed)
+
+    def set_kernels(self, kernels=None):
+        """Choose the element-wise kernels: ``'auto'``, ``'numba'`` or ``'numpy'``.
+
+        ``numpy`` runs every element-wise step as in-place NumPy ufunc calls
+        (the reference). ``numba`` runs fused compiled loops instead: bias +
+        activation in one pass, dropout mask + activation derivative in one
+        pass, softmax + loss + accuracy + dL/dz in one row kernel. None reads
+        ``$FASTNN_KERNELS`` (default ``auto``: numba when it imports). The
+        kernels are compiled (or loaded from the disk cache) here, never
+        inside a training step. Returns ``self``.
+
+        Raises
+        ------
+        ConfigError
+            Unknown name, or ``'numba'`` without numba installed.
+        """
+        self.kernels = _jit.resolve(kernels)
+        if self.kernels == "numba":
+            name = self.dtype.name
+            forward, backward = activations.FUSED[self.activation]
+            self._fused_forward = _jit.compiled(forward, name)
+            self._fused_backward = _jit.compiled(backward, name)
+            self._fused_loss = _jit.compiled(losses.FUSED[self.loss_name], name)
+            self._fused_axpy = _jit.compiled(_add_scaled_fused, name)
+            self._fused_dropout = _jit.compiled(_dropout_fused, name)
+        # dtype-typed constants for the fused kernels (see activations.py)
+        self._half = self.dtype.type(0.5)
+        self._one = self.dtype.type(1.0)
+        return self
 
     # ------------------------------------------------------------------ setup
     @property
@@ -172,21 +208,30 @@ class Network:
         a = X
         last = len(self.layers) - 1
         drop = training and self.dropout
+        fused = self.kernels == "numba"
         for i, layer in enumerate(self.layers):
-            a = layer.forward(a, n)
-            if i != last:
-                self._act_forward(a)
-                if drop:
-                    a = self._drop(layer, a, n)
+            if fused and i != last:
+                a = layer.product(a, n)
+                self._fused_forward(a, layer.b, self._half, self._one)
+            else:
+                a = layer.forward(a, n)
+                if i != last:
+                    self._act_forward(a)
+            if drop and i != last:
+                a = self._drop(layer, a, n)
         return a
 
     def _drop(self, layer, a, n):
         """Inverted dropout: ``dropped = a * mask``, mask in {0, 1/(1-p)}."""
         mask = layer.mask[:n]
         self._dropout_rng.random(dtype=self.dtype, out=mask)
+        dropped = layer.dropped[:n]
+        if self.kernels == "numba":
+            self._fused_dropout(a, mask, dropped, self.dtype.type(self.dropout),
+                                self.dtype.type(1.0 / (1.0 - self.dropout)))
+            return dropped
         np.greater_equal(mask, self.dropout, out=mask)
         mask *= 1.0 / (1.0 - self.dropout)
-        dropped = layer.dropped[:n]
         np.multiply(a, mask, out=dropped)
         return dropped
 
@@ -200,15 +245,25 @@ class Network:
             delta_prev = prev.delta[:n]
             layer.backward(prev.dropped[:n] if drop else a_prev, delta, delta_prev,
                            self._ones[:n])
-            if drop:
-                delta_prev *= prev.mask[:n]  # d(dropped)/da = mask
-            self._act_backward(delta_prev, a_prev, prev.scratch[:n])
+            if self.kernels == "numba":
+                # NOTE: without dropout a_prev stands in for the unused mask.
+                self._fused_backward(delta_prev, a_prev, prev.mask[:n] if drop else a_prev,
+                                     drop, self._one)
+            else:
+                if drop:
+                    delta_prev *= prev.mask[:n]  # d(dropped)/da = mask
+                self._act_backward(delta_prev, a_prev, prev.scratch[:n])
             delta = delta_prev
         layers[0].backward(X, delta, None, self._ones[:n])
         if self.weight_decay:
             self._add_weight_decay_grad()
 
     def _add_weight_decay_grad(self):
+        if self.kernels == "numba":
+            wd = self.dtype.type(self.weight_decay)
+            for layer in self.layers:
+                self._fused_axpy(layer.dW.reshape(-1), layer.W.reshape(-1), wd)
+            return
         if self._wd_scratch is None:
             self._wd_scratch = np.empty_like(self._flat)
         for layer in self.layers:
@@ -240,13 +295,22 @@ class Network:
         n = X.shape[0]
         self._ensure_capacity(n)
         z = self._forward(X, n, training=True)
-        n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
         # Cross-entropy turns the logits buffer itself into dL/dz; squared
         # error needs the probabilities while it writes dL/dz elsewhere.
         delta = z if self._delta_in_place else self.layers[-1].delta[:n]
-        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n])
+        loss, n_correct = self._loss_and_delta(z, y, delta, n)
         self._backward(X, n, delta)
         return loss + self._penalty(), n_correct
+
+    def _loss_and_delta(self, z, y, delta, n):
+        """Mean loss and number correct of logits ``z`` (n rows); dL/dz into ``delta``."""
+        if self.kernels == "numba":
+            total, correct = self._fused_loss(z, y, delta, self.dtype.type(1.0 / n),
+                                              self.dtype.type(2.0 / z.shape[1]))
+            return total / n if self._delta_in_place else total / (n * z.shape[1]), int(correct)
+        n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
+        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n])
+        return loss, n_correct
 
     # ------------------------------------------------------------- public API
     def _check_X(self, X):
@@ -313,11 +377,9 @@ class Network:
             stop = min(start + self._capacity, n)
             m = stop - start
             z = self._forward(X[start:stop], m)
-            yc = y[start:stop]
-            correct += int(np.count_nonzero(z.argmax(axis=1) == yc))
-            total_loss += m * self._loss_kernel(
-                z, yc, out.delta[:m], self._row_buf[:m], self._rows[:m]
-            )
+            loss, n_correct = self._loss_and_delta(z, y[start:stop], out.delta[:m], m)
+            correct += n_correct
+            total_loss += m * loss
         return total_loss / n + self._penalty(), correct / n
 
     def loss(self, X, y, training=False):
@@ -342,9 +404,7 @@ class Network:
         y = self._check_y(y, n)
         self._ensure_capacity(n)
         z = self._forward(X, n, training=True)
-        delta = self.layers[-1].delta[:n]
-        return self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n]) + \
-            self._penalty()
+        return self._loss_and_delta(z, y, self.layers[-1].delta[:n], n)[0] + self._penalty()
 
     def gradients(self, X, y):
         """Exact gradient of :meth:`loss` with respect to every parameter.
@@ -386,6 +446,24 @@ class Network:
     def __repr__(self):
         return (f"Network(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
                 f"loss={self.loss_name!r}, dtype={self.dtype.name!r})")
+
+
+@fused("void(F[::1], F[::1], F)")
+def _add_scaled_fused(dst, src, alpha):
+    """dst += src * alpha in one pass (the weight-decay gradient); 1-D views."""
+    for i in range(dst.size):
+        dst[i] += src[i] * alpha
+
+
+@fused("void(F[:, ::1], F[:, ::1], F[:, ::1], F, F)")
+def _dropout_fused(a, mask, dropped, p, scale):
+    """Uniform draws in ``mask`` -> {0, scale}; ``dropped = a * mask``; one pass."""
+    zero = p - p
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            m = scale if mask[i, j] >= p else zero
+            mask[i, j] = m
+            dropped[i, j] = a[i, j] * m
 
 
 def as_labels(y, n, n_classes):

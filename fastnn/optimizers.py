@@ -13,6 +13,13 @@ contiguous parts updated by ``threads`` threads at once (NumPy releases the
 GIL inside ufunc loops); the update is element-wise, so the result is the
 same bit for bit whatever the thread count.
 
+Two kernel sets (``kernels=``, see :func:`fastnn._jit.resolve`): ``numpy``
+runs each update as a few in-place ufunc passes through scratch buffers
+(the reference); ``numba`` runs it as one compiled loop (``*_fused``
+below, beside each rule) that reads ``w``, ``g`` and the state once and
+writes ``w`` and the state once, with no scratch buffer. Both compute the
+same expressions in the same order; results agree to rounding.
+
 Hyperparameter names are the same everywhere (code, config, CLI, W&B):
 ``lr``, ``momentum``, ``beta`` (RMSProp decay), ``beta1``, ``beta2``,
 ``eps``, ``momentum_decay`` (Nadam).
@@ -25,7 +32,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _checks, _threads
+from . import _checks, _jit, _threads
+from ._jit import fused
 from .errors import ConfigError
 
 # Below this many elements, handing half an array to another thread costs
@@ -47,16 +55,19 @@ class Optimizer:
 
     Subclasses set ``name``, ``_hyper`` (hyperparameter -> range rule),
     ``_state_names``, ``_n_scratch`` and define
-    ``_update(w, g, *state, *scratch)``, an element-wise in-place update,
-    plus ``_begin_step(t)`` for per-step scalars.
+    ``_update(w, g, *state, *scratch)``, an element-wise in-place update
+    (NumPy kernels), plus ``_begin_step(t)`` for per-step scalars. For the
+    numba kernels they set ``_fused`` (a loop ``(w, g, *state, *scalars)``)
+    and ``_fused_scalars()``.
     """
 
     name = "optimizer"
     _hyper: ClassVar[dict] = {"lr": {"low": 0, "low_open": True}}
     _state_names: ClassVar[tuple] = ()
     _n_scratch = 1
+    _fused = None
 
-    def __init__(self, params, *, threads=None, **hyper):
+    def __init__(self, params, *, threads=None, kernels=None, **hyper):
         if not isinstance(params, (list, tuple)) or not params:
             raise ConfigError("params must be a non-empty list of arrays")
         for i, p in enumerate(params):
@@ -76,12 +87,45 @@ class Optimizer:
         self.state = {
             name: [np.zeros_like(w) for w in self._targets] for name in self._state_names
         }
-        self._buffers = [
-            ([self.state[name][i] for name in self._state_names],
-             [np.empty_like(w) for _ in range(self._n_scratch)])
-            for i, w in enumerate(self._targets)
-        ]
         self._pool = None
+        self.set_kernels(kernels)
+
+    def set_kernels(self, kernels=None):
+        """Switch kernel set (``'auto'``, ``'numba'``, ``'numpy'`` or None for the default).
+
+        The state is kept, so training can switch mid-way. The numba kernels
+        need C-contiguous float32/float64 parameters; with ``'auto'`` other
+        parameters fall back to the NumPy kernels.
+
+        Raises
+        ------
+        ConfigError
+            Unknown name, numba missing, or parameters numba cannot update.
+        """
+        chosen = _jit.resolve(kernels)
+        if chosen == "numba":
+            unsupported = [i for i, w in enumerate(self._targets)
+                           if not w.flags.c_contiguous or _jit.kernel_dtype(w.dtype) is None]
+            if unsupported and str(kernels or "auto").lower() == "numba":
+                raise ConfigError(f"kernels='numba' needs C-contiguous float32/float64 "
+                                  f"parameters; params[{unsupported[0]}] is not")
+            if unsupported:
+                chosen = "numpy"
+        self.kernels = chosen
+        if chosen == "numba":
+            self._compiled = [_jit.compiled(self._fused, _jit.kernel_dtype(w.dtype))
+                              for w in self._targets]
+            self._buffers = [([w.reshape(-1)] + [self.state[name][i].reshape(-1)
+                                                 for name in self._state_names], [])
+                             for i, w in enumerate(self._targets)]
+        else:
+            self._compiled = None
+            self._buffers = [
+                ([self.state[name][i] for name in self._state_names],
+                 [np.empty_like(w) for _ in range(self._n_scratch)])
+                for i, w in enumerate(self._targets)
+            ]
+        return self
 
     def step(self, grads):
         """Apply one update to the bound parameters in place.
@@ -97,20 +141,31 @@ class Optimizer:
             raise ValueError(f"expected {len(self._targets)} gradient arrays, got {len(pairs)}")
         self.t += 1
         self._begin_step(self.t)
+        if self._compiled is not None:
+            scalars = self._fused_scalars()
+            for (_, g), (arrays, _), kernel in zip(pairs, self._buffers, self._compiled):
+                g = np.ascontiguousarray(g.reshape(-1))
+                w, *state = arrays
+                if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
+                    self._parallel(kernel, (w, g, *state), scalars)
+                else:
+                    kernel(w, g, *state, *scalars)
+            return
         for (w, g), (state, scratch) in zip(pairs, self._buffers):
             if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
-                self._parallel_update(w, g, state, scratch)
+                self._parallel(self._update, (w, g, *state, *scratch), ())
             else:
                 self._update(w, g, *state, *scratch)
 
-    def _parallel_update(self, w, g, state, scratch):
+    def _parallel(self, update, arrays, scalars):
+        """Run an element-wise ``update`` on ``self.threads`` contiguous parts at once."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fastnn-opt")
-        arrays = (w, g, *state, *scratch)
-        bounds = np.linspace(0, w.size, self.threads + 1).astype(int)
+        size = arrays[0].size
+        bounds = np.linspace(0, size, self.threads + 1).astype(int)
         parts = [[a.reshape(-1)[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(bounds)]
-        futures = [self._pool.submit(self._update, *part) for part in parts[1:]]
-        self._update(*parts[0])
+        futures = [self._pool.submit(update, *part, *scalars) for part in parts[1:]]
+        update(*parts[0], *scalars)
         for future in futures:
             future.result()
 
@@ -118,6 +173,10 @@ class Optimizer:
         """Compute per-step scalars (bias corrections, schedules)."""
 
     def _update(self, w, g, *buffers):
+        raise NotImplementedError
+
+    def _fused_scalars(self):
+        """The scalar arguments of ``_fused`` for this step."""
         raise NotImplementedError
 
     def hyperparameters(self):
@@ -160,6 +219,15 @@ class SGD(Optimizer):
         np.multiply(g, self.lr, out=scratch)
         w -= scratch
 
+    @staticmethod
+    @fused("void(F[::1], F[::1], F)")
+    def _fused(w, g, lr):
+        for i in range(w.size):
+            w[i] -= g[i] * lr
+
+    def _fused_scalars(self):
+        return (self.lr,)
+
 
 class Momentum(Optimizer):
     """Heavy-ball momentum, optionally Nesterov.
@@ -195,6 +263,20 @@ class Momentum(Optimizer):
         else:
             np.multiply(u, self.lr, out=scratch)
         w -= scratch
+
+    @staticmethod
+    @fused("void(F[::1], F[::1], F[::1], F, F, boolean)")
+    def _fused(w, g, u, momentum, lr, nesterov):
+        for i in range(w.size):
+            ui = u[i] * momentum + g[i]
+            u[i] = ui
+            if nesterov:
+                w[i] -= (ui * momentum + g[i]) * lr
+            else:
+                w[i] -= ui * lr
+
+    def _fused_scalars(self):
+        return (self.momentum, self.lr, self.nesterov)
 
 
 class NAG(Momentum):
@@ -242,6 +324,18 @@ class RMSProp(Optimizer):
         np.divide(g, scratch, out=scratch)
         scratch *= self.lr
         w -= scratch
+
+    @staticmethod
+    @fused("void(F[::1], F[::1], F[::1], F, F, F)")
+    def _fused(w, g, v, one_minus_beta, eps, lr):
+        for i in range(w.size):
+            gi = g[i]
+            vi = v[i] + (gi * gi - v[i]) * one_minus_beta
+            v[i] = vi
+            w[i] -= gi / (np.sqrt(vi) + eps) * lr
+
+    def _fused_scalars(self):
+        return (1.0 - self.beta, self.eps, self.lr)
 
 
 class Adam(Optimizer):
@@ -292,6 +386,21 @@ class Adam(Optimizer):
         scratch *= self.lr * self._sqrt_bc2 / self._bc1
         w -= scratch
 
+    @staticmethod
+    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F)")
+    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, step):
+        for i in range(w.size):
+            gi = g[i]
+            mi = m[i] + (gi - m[i]) * one_minus_beta1
+            vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+            m[i] = mi
+            v[i] = vi
+            w[i] -= mi / (np.sqrt(vi) + eps_scaled) * step
+
+    def _fused_scalars(self):
+        return (1.0 - self.beta1, 1.0 - self.beta2, self.eps * self._sqrt_bc2,
+                self.lr * self._sqrt_bc2 / self._bc1)
+
 
 class Nadam(Adam):
     """Nadam (Dozat), with the momentum schedule of PyTorch's NAdam.
@@ -315,9 +424,9 @@ class Nadam(Adam):
     _hyper: ClassVar[dict] = dict(Adam._hyper, momentum_decay={"low": 0})
     _n_scratch = 2
 
-    def __init__(self, params, *, threads=None, **hyper):
+    def __init__(self, params, *, threads=None, kernels=None, **hyper):
         hyper.setdefault("momentum_decay", 0.004)
-        super().__init__(params, threads=threads, **hyper)
+        super().__init__(params, threads=threads, kernels=kernels, **hyper)
         self._mu_product = 1.0
 
     def _mu(self, t):
@@ -344,6 +453,23 @@ class Nadam(Adam):
         extra *= self._coef_g
         w -= extra
 
+    @staticmethod
+    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F)")
+    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, coef_m, coef_g):
+        for i in range(w.size):
+            gi = g[i]
+            mi = m[i] + (gi - m[i]) * one_minus_beta1
+            vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+            m[i] = mi
+            v[i] = vi
+            denom = np.sqrt(vi) + eps_scaled
+            wi = w[i] - mi / denom * coef_m
+            w[i] = wi - gi / denom * coef_g
+
+    def _fused_scalars(self):
+        return (1.0 - self.beta1, 1.0 - self.beta2, self.eps * self._sqrt_bc2,
+                self._coef_m, self._coef_g)
+
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, NAG, RMSProp, Adam, Nadam)}
 
@@ -359,7 +485,7 @@ DEFAULTS = {
 }
 
 
-def get(name, params, threads=None, **hyper):
+def get(name, params, threads=None, kernels=None, **hyper):
     """Build the optimizer called ``name`` bound to ``params``.
 
     Hyperparameters the optimizer does not use are ignored, so one dict of
@@ -375,6 +501,9 @@ def get(name, params, threads=None, **hyper):
     threads : int, optional
         Threads for updates of large arrays; default ``$FASTNN_NUM_THREADS``
         or the number of available CPUs.
+    kernels : {'auto', 'numba', 'numpy'}, optional
+        Kernel set; default ``$FASTNN_KERNELS`` or ``auto`` (numba when it
+        is installed).
     **hyper
         ``lr``, ``momentum``, ``beta``, ``beta1``, ``beta2``, ``eps``,
         ``momentum_decay``.
@@ -390,4 +519,4 @@ def get(name, params, threads=None, **hyper):
     if unknown:
         raise ConfigError(f"unknown optimizer hyperparameter(s): {', '.join(sorted(unknown))}")
     used = {k: hyper.get(k, DEFAULTS[k]) for k in cls._hyper}
-    return cls(params, threads=threads, **used)
+    return cls(params, threads=threads, kernels=kernels, **used)

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import fastnn
 
-ENGINE = ["network", "layers", "activations", "losses", "optimizers", "_checks", "errors"]
+ENGINE = ["network", "layers", "activations", "losses", "optimizers", "_checks", "errors",
+          "_jit", "_threads"]
 PACKAGE = Path(fastnn.__file__).parent
 
 
 def test_import_fastnn_loads_no_optional_or_heavy_package():
     code = ("import sys, fastnn; heavy = ['wandb', 'matplotlib', 'pandas', 'sklearn', 'tqdm', "
-            "'torch', 'tensorflow', 'keras', 'jax']; "
+            "'torch', 'tensorflow', 'keras', 'jax', 'numba', 'llvmlite']; "
             "print(','.join(m for m in heavy if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == ""
@@ -33,7 +34,24 @@ def test_engine_modules_import_only_numpy_and_the_standard_library():
                 roots = [node.module.split(".")[0]]
             else:
                 continue
-            assert set(roots) <= allowed, f"{name}.py imports {roots}"
+            extra = {"numba"} if name == "_jit" else set()  # lazily, see below
+            assert set(roots) <= allowed | extra, f"{name}.py imports {roots}"
+
+
+def test_numba_is_imported_only_by_jit_and_only_inside_functions():
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n.split(".")[0] in ("numba", "llvmlite") for n in names):
+                assert path.name == "_jit.py", path.name
+                assert id(node) not in top_level, "numba must be imported lazily"
 
 
 def test_no_autodiff_package_anywhere():
