@@ -115,6 +115,13 @@ def _add_train_args(p):
     p.add_argument("--threads", type=int, default=None,
                    help="thread budget (default: $FASTNN_NUM_THREADS or all CPUs); small "
                         "layers use one BLAS thread, which is faster there")
+    _add_kernels_arg(p)
+
+
+def _add_kernels_arg(p):
+    p.add_argument("--kernels", default=None, metavar="{auto,numba,numpy}",
+                   help="element-wise kernels: numba's fused loops or the NumPy reference "
+                        "(default: $FASTNN_KERNELS or auto, numba when installed)")
 
 
 def build_parser():
@@ -153,6 +160,7 @@ def build_parser():
     sw.add_argument("--wandb-sweep", action="store_true",
                     help="register the sweep with the W&B server and run an agent on it")
     sw.add_argument("--count", type=int, default=None, help="runs for this W&B agent")
+    _add_kernels_arg(sw)
 
     pr = sub.add_parser("predict", help="classify PNG/JPEG images with a saved model",
                         allow_abbrev=False)
@@ -260,7 +268,7 @@ def cmd_train(args, out):
                              val_fraction=config.val_fraction, seed=config.seed,
                              download=not args.no_download)
     net, opt = build(config, split.X_train.shape[1], len(split.class_names),
-                     threads=args.threads)
+                     threads=args.threads, kernels=args.kernels)
     callbacks = config_callbacks(config, opt)
     model_bytes = net.params.flat.nbytes + 16 * 1024  # arrays + header and zip overhead
     if save_path is not None:
@@ -271,7 +279,7 @@ def cmd_train(args, out):
                      "--checkpoint")
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
-          f"{net!r}, {opt!r}", file=out, flush=True)
+          f"{net!r}, {opt!r}; {net.kernels} kernels", file=out, flush=True)
 
     rng = np.random.default_rng(config.seed)  # the shuffling stream fit() would make
     initial_epoch, prior = 0, None
@@ -427,7 +435,7 @@ def cmd_sweep(args, out):
         records = sweep.run_sweep(spec, results, dataset=args.dataset, data_dir=args.data_dir,
                                   workers=args.workers, seed=args.seed,
                                   val_fraction=args.val_fraction, wandb=wandb_opts,
-                                  on_result=progress)
+                                  on_result=progress, kernels=args.kernels)
     except KeyboardInterrupt:
         done = len(sweep.read_results(results))
         print(f"interrupted: {done} finished runs kept in {results}; run the same command "

@@ -52,6 +52,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         restore the best weights.
     verbose : bool, default=False
         Print one line per epoch.
+    kernels : {'auto', 'numba', 'numpy'} or None, default=None
+        Element-wise kernel set (see :meth:`fastnn.Network.set_kernels`);
+        None reads ``$FASTNN_KERNELS`` (default ``auto``).
 
     Attributes
     ----------
@@ -70,7 +73,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  optimizer="adam", learning_rate=1e-3, momentum=0.9, beta=0.9, beta1=0.9,
                  beta2=0.999, epsilon=1e-8, weight_decay=0.0, weight_init="xavier",
                  batch_size=64, epochs=100, dtype="float32", random_state=None,
-                 validation_fraction=0.1, early_stopping=False, verbose=False):
+                 validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -90,6 +93,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.verbose = verbose
+        self.kernels = kernels
 
     # ------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -113,9 +117,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  len(self.classes_)]
         self.network_ = Network(sizes, activation=self.activation, loss=self.loss,
                                 weight_init=self.weight_init, weight_decay=self.weight_decay,
-                                dtype=self.dtype, seed=seed)
+                                dtype=self.dtype, seed=seed, kernels=self.kernels)
         self.optimizer_ = optimizers.get(
-            self.optimizer, self.network_.params, lr=self.learning_rate,
+            self.optimizer, self.network_.params, kernels=self.kernels, lr=self.learning_rate,
             momentum=self.momentum, beta=self.beta, beta1=self.beta1, beta2=self.beta2,
             eps=self.epsilon)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _atomic, _threads
+from . import _atomic, _jit, _threads
 from .config import TrainConfig
 from .errors import ConfigError, FastnnError
 
@@ -288,7 +288,7 @@ def _objective(record, metric, goal):
 _WORKER = {}
 
 
-def _init_worker(split, threads, data_desc, wandb_opts, results_dir):
+def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="numpy"):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     os.environ[_threads.ENV_VAR] = str(threads)
     try:
@@ -298,7 +298,7 @@ def _init_worker(split, threads, data_desc, wandb_opts, results_dir):
     except ImportError:  # pragma: no cover
         pass
     _WORKER.update(split=split, threads=threads, data=data_desc, wandb=wandb_opts,
-                   results_dir=results_dir)
+                   results_dir=results_dir, kernels=kernels)
 
 
 def _run_one(task):
@@ -324,7 +324,8 @@ def _run_one(task):
                                       group=opts.get("group"))
             callbacks.append(wandb_run)
         net, _, history = train_config(config, split, callbacks=callbacks,
-                                       threads=_WORKER["threads"])
+                                       threads=_WORKER["threads"],
+                                       kernels=_WORKER.get("kernels"))
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
         record.update(status="finished", history=history.to_dict(),
                       val_accuracy=history["val_accuracy"][-1], val_loss=history["val_loss"][-1],
@@ -377,7 +378,7 @@ def _check_results_dir(results_dir, spec, seed, dataset_key):
 
 
 def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, seed=0,
-              val_fraction=0.1, wandb=None, on_result=None):
+              val_fraction=0.1, wandb=None, on_result=None, kernels=None):
     """Run (or resume) a sweep; return the list of all run records.
 
     Parameters
@@ -397,9 +398,14 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
         ``{"project": ..., "entity": ...}`` to log each run to W&B.
     on_result : callable, optional
         Called with each new record as it arrives (for progress output).
+    kernels : {'auto', 'numba', 'numpy'}, optional
+        Kernel set of every run (default ``$FASTNN_KERNELS`` or ``auto``);
+        checked here, before any run starts. Workers load compiled kernels
+        from the shared disk cache.
     """
     from . import datasets
 
+    kernels = _jit.resolve(kernels)
     datasets_in_spec = {p.values[0] for p in spec.params if p.name == "dataset"}
     if any(p.name == "dataset" and len(p.values) != 1 for p in spec.params):
         raise SweepError("a sweep trains on one data set: give dataset one value")
@@ -433,7 +439,7 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     pool = ctx.Pool(workers, initializer=_init_worker,
-                    initargs=(split, threads, dataset, wandb, str(results_dir)))
+                    initargs=(split, threads, dataset, wandb, str(results_dir), kernels))
     try:
         with open(results_path, "ab") as out:
             for record in pool.imap_unordered(_run_one, todo):

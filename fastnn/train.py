@@ -153,7 +153,8 @@ def check_finite_rows(X, name="X", chunk=4096):
 
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
-        shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0):
+        shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0,
+        kernels=None):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -187,6 +188,10 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     initial_epoch : int
         Epochs already done (when resuming): training runs epochs
         ``initial_epoch + 1`` to ``epochs``.
+    kernels : {'auto', 'numba', 'numpy'}, optional
+        Switch ``net`` and ``optimizer`` to this kernel set first (see
+        :meth:`Network.set_kernels`); None keeps the sets they were built
+        with.
 
     Returns
     -------
@@ -204,6 +209,10 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     _checks.number("batch_size", batch_size, low=1, integer=True)
     if clip_norm is not None:
         _checks.number("clip_norm", clip_norm, low=0)
+    if kernels is not None:
+        net.set_kernels(kernels)
+        if hasattr(optimizer, "set_kernels"):
+            optimizer.set_kernels(kernels)
     X = net._check_X(X)
     check_finite_rows(X)
     n = X.shape[0]
@@ -402,10 +411,11 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng
             break
 
 
-def build(config, n_features, n_classes, threads=None):
+def build(config, n_features, n_classes, threads=None, kernels=None):
     """Build the Network and optimizer that a TrainConfig describes.
 
-    ``threads`` is passed to the optimizer (see :func:`fastnn.optimizers.get`).
+    ``threads`` is passed to the optimizer (see :func:`fastnn.optimizers.get`),
+    ``kernels`` to both (see :meth:`Network.set_kernels`).
 
     Returns
     -------
@@ -418,8 +428,8 @@ def build(config, n_features, n_classes, threads=None):
     net = Network(config.layer_sizes(n_features, n_classes), activation=config.activation,
                   loss=config.loss, weight_init=config.weight_init,
                   weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed,
-                  dropout=config.dropout)
-    opt = optimizers.get(config.optimizer, net.params, threads=threads,
+                  dropout=config.dropout, kernels=kernels)
+    opt = optimizers.get(config.optimizer, net.params, threads=threads, kernels=kernels,
                          **config.optimizer_hyper())
     return net, opt
 
@@ -435,7 +445,7 @@ def config_callbacks(config, optimizer):
     return callbacks
 
 
-def train_config(config, split, callbacks=(), threads=None):
+def train_config(config, split, callbacks=(), threads=None, kernels=None):
     """Build and train what ``config`` describes on a :class:`~fastnn.datasets.Split`.
 
     Returns
@@ -443,7 +453,8 @@ def train_config(config, split, callbacks=(), threads=None):
     (Network, Optimizer, History)
     """
     config = config.validated()
-    net, opt = build(config, split.X_train.shape[1], len(split.class_names), threads=threads)
+    net, opt = build(config, split.X_train.shape[1], len(split.class_names), threads=threads,
+                     kernels=kernels)
     history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                   batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
                   seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],

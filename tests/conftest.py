@@ -5,6 +5,22 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+try:
+    import numba  # noqa: F401
+    HAVE_NUMBA = True
+except ImportError:
+    HAVE_NUMBA = False
+
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason='numba not installed (pip install "fastnn[fast]")')
+KERNEL_SETS = ["numpy", pytest.param("numba", marks=needs_numba)]
+
+
+@pytest.fixture(params=KERNEL_SETS)
+def kernels(request, monkeypatch):
+    """Run the test once per kernel set, through $FASTNN_KERNELS (child processes too)."""
+    monkeypatch.setenv("FASTNN_KERNELS", request.param)
+    return request.param
 SHARED_DATA = Path(os.environ.get("FASTNN_TEST_DATA", REPO.parent / "shared" / "data"))
 
 

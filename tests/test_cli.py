@@ -61,7 +61,7 @@ def test_key_value_form_and_bare_flags_mean_train(capsys):
     assert "epoch 1/1" in out
 
 
-def test_same_seed_same_result(tmp_path, capsys):
+def test_same_seed_same_result(tmp_path, capsys, kernels):
     paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
     for p in paths:
         assert run(["train", *QUICK, "--save", str(p)], capsys)[0] == 0
@@ -133,7 +133,7 @@ def test_data_not_found_lists_places(tmp_path, isolated_home, capsys):
                           "apt-get install dataset-fashion-mnist", "--data-dir")
 
 
-def test_divergence_exit_3_and_keeps_the_saved_model(tmp_path, capsys):
+def test_divergence_exit_3_and_keeps_the_saved_model(tmp_path, capsys, kernels):
     model = tmp_path / "model.npz"
     model.write_bytes(b"precious")
     rc, _, err = run(["train", "-d", "digits", "-o", "sgd", "-lr", "1e3", "-e", "3",

@@ -13,6 +13,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastnn import MLPClassifier
 from fastnn.estimator import EXPECTED_FAILED_CHECKS
 
+# Every test here runs once per kernel set (numpy, numba).
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 def expected_failed(estimator):
     return EXPECTED_FAILED_CHECKS

@@ -4,6 +4,9 @@ import pytest
 
 import fastnn
 
+# Every test here runs once per kernel set (numpy, numba).
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 @pytest.mark.slow
 def test_two_epochs_reach_84_percent(shared_data):

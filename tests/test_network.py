@@ -8,6 +8,9 @@ from conftest import tiny_problem
 
 import fastnn
 
+# Every test here runs once per kernel set (numpy, numba).
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 def test_params_layout_and_views():
     net = fastnn.Network([784, 128, 128, 10])

@@ -6,6 +6,9 @@ import pytest
 import fastnn
 from fastnn import optimizers
 
+# Every test here runs once per kernel set (numpy, numba).
+pytestmark = pytest.mark.usefixtures("kernels")
+
 HYPER = {"lr": 0.01, "momentum": 0.8, "beta": 0.85, "beta1": 0.9, "beta2": 0.99, "eps": 1e-6}
 
 

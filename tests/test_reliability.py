@@ -29,7 +29,7 @@ def _checkpoint_epoch(directory):
         return 0
 
 
-def test_sigkill_then_resume_is_bit_identical(tmp_path):
+def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels):
     reference = tmp_path / "reference.npz"
     subprocess.run([*TRAIN, "--save", str(reference)], check=True, capture_output=True)
 
@@ -204,7 +204,7 @@ def _rss_bytes():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
-def test_200_epochs_hold_constant_memory():
+def test_200_epochs_hold_constant_memory(kernels):
     data = datasets.load("digits")
     X = datasets.preprocess(data.x_train)
     net = fastnn.Network([64, 64, 64, 10], seed=0)

@@ -10,6 +10,9 @@ import fastnn
 from fastnn import schedules
 from fastnn.train import clip_gradients_
 
+# Every test here runs once per kernel set (numpy, numba).
+pytestmark = pytest.mark.usefixtures("kernels")
+
 
 @pytest.mark.parametrize("name, kwargs, formula", [
     ("constant", {}, lambda e: 0.1),
