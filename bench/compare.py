@@ -1,22 +1,28 @@
-"""Comparison driver: fastnn against textbook NumPy and PyTorch on the CPU.
+"""Comparison driver: fastnn (both kernel sets) against textbook NumPy, PyTorch and JAX.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m bench.compare
 
 trains the 784-128-128-128-10 ReLU network (and a 3x1024 one) on
 Fashion-MNIST with softmax cross-entropy, interleaving the systems epoch by
 epoch in the same time window, and writes ``reports/performance.md``,
-``reports/performance.png`` and ``reports/performance.json``. PyTorch is
-optional (``pip install torch==2.13.0`` installs a CPU build); without it
-only fastnn and the textbook baseline are compared.
+``reports/performance.png`` and ``reports/performance.json``. The peers are
+benchmark-only dependencies, never fastnn's: ``pip install torch==2.13.0``
+(a CPU build) and ``pip install jax==0.10.2 jaxlib==0.10.2 optax==0.2.8``;
+a missing peer is skipped with a note.
 
 fastnn is measured as a user runs it: ``fastnn.fit`` picks its own BLAS
-thread count. PyTorch is measured at its best: for every row the fastest of
-1 and 2 threads and of its default and fused optimizer implementation.
-Each figure is the median over rounds of samples per second of a shuffled
-pass over the data.
+thread count; once with the numba kernels and once with the NumPy ones.
+PyTorch is measured at its best: for every row the fastest of 1 and 2
+threads and of its default and fused optimizer implementation. JAX is
+measured at its best of a ``jax.jit`` train step (batches gathered by
+NumPy) and a whole epoch compiled with ``lax.scan`` (gather, forward,
+backward and the optax update in one XLA program; the scan covers the
+full batches, the samples/s count what it trained). Each figure is the
+median over rounds of samples per second of a shuffled pass over the data.
 """
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -39,17 +45,21 @@ from fastnn.train import blas_threads, blas_threads_for
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
 HYPER = {"lr": 1e-3, "momentum": 0.9, "beta": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-# Targets of the performance issue: fastnn / PyTorch at its best (3x128, Adam).
-TORCH_TARGETS = {16: 2.0, 32: 1.7, 64: 1.5, 256: 1.3, 1024: 1.2}
-WIDE_TARGET = 1.2
-TEXTBOOK_TARGET = 3.0
-GEMM_RATIO_TARGET = 1.5
+KERNEL_SETS = ("numba", "numpy")
+# Targets of the fused-kernel issue: fastnn (numba) / the best peer (3x128, Adam).
+PEER_TARGETS = {16: 1.3, 64: 1.1, 256: 1.2, 1024: 1.0}
+WIDE_TARGET = 1.0
+# The step against its own matrix products timed in sequence: at most this ratio.
+GEMM_RATIO_TARGETS = {16: 1.6, 256: 1.25, 1024: 1.25}
+UPDATE_BOUND_TARGET = 1.3
+# Array passes of each optimizer's one-pass update: arrays read + arrays written.
+UPDATE_ARRAYS = {"sgd": 3, "momentum": 5, "nag": 5, "rmsprop": 5, "adam": 7, "nadam": 7}
 
 
 # ----------------------------------------------------------------- systems
-def fastnn_runner(width, batch, optimizer, X, y):
-    net = fastnn.Network(layer_sizes(width), seed=0)
-    opt = fastnn.optimizers.get(optimizer, net.params, **HYPER)
+def fastnn_runner(width, batch, optimizer, X, y, kernels="auto"):
+    net = fastnn.Network(layer_sizes(width), seed=0, kernels=kernels)
+    opt = fastnn.optimizers.get(optimizer, net.params, kernels=kernels, **HYPER)
     rounds = iter(range(1_000_000))
 
     def epoch():
@@ -132,21 +142,97 @@ def torch_variants(torch, width, batch, optimizer, X_t, y_t):
     return out
 
 
+def jax_runners(jax_mods, width, batch, X, y):
+    """The JAX train step under ``jax.jit`` and the epoch under ``lax.scan``.
+
+    Both return (seconds, samples trained) per call.
+    """
+    jax, jnp, optax = jax_mods
+    sizes = layer_sizes(width)
+    key = jax.random.PRNGKey(0)
+    params = []
+    for n_in, n_out in itertools.pairwise(sizes):
+        key, sub = jax.random.split(key)
+        limit = (6.0 / (n_in + n_out)) ** 0.5
+        params.append((jax.random.uniform(sub, (n_in, n_out), jnp.float32, -limit, limit),
+                       jnp.zeros(n_out, jnp.float32)))
+    tx = optax.adam(HYPER["lr"], b1=HYPER["beta1"], b2=HYPER["beta2"], eps=HYPER["eps"])
+
+    def loss_fn(p, xb, yb):
+        a = xb
+        for W, b in p[:-1]:
+            a = jax.nn.relu(a @ W + b)
+        logits = a @ p[-1][0] + p[-1][1]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    def update(p, state, xb, yb):
+        grads = jax.grad(loss_fn)(p, xb, yb)
+        updates, state = tx.update(grads, state, p)
+        return optax.apply_updates(p, updates), state
+
+    step = jax.jit(update, donate_argnums=(0, 1))
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def scan_epoch(p, state, X_d, y_d, order):
+        def body(carry, idx):
+            p, state = carry
+            return update(p, state, X_d[idx], y_d[idx]), None
+
+        (p, state), _ = jax.lax.scan(body, (p, state), order)
+        return p, state
+
+    X_d, y_d = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+    n = X.shape[0]
+    n_full = n // batch
+    rng = np.random.default_rng(0)
+    # NOTE: each variant gets its own copy: donated buffers are deleted.
+    copies = [jax.tree_util.tree_map(jnp.copy, params) for _ in range(2)]
+    holder = {"step": (copies[0], tx.init(copies[0])), "scan": (copies[1], tx.init(copies[1]))}
+
+    def run_step():
+        p, state = holder["step"]
+        start = time.perf_counter()
+        order = rng.permutation(n)
+        for i in range(0, n, batch):
+            idx = order[i:i + batch]
+            p, state = step(p, state, X_d[idx], y_d[idx])
+        jax.block_until_ready(p)
+        holder["step"] = (p, state)
+        return time.perf_counter() - start, n
+
+    def run_scan():
+        p, state = holder["scan"]
+        start = time.perf_counter()
+        order = jnp.asarray(rng.permutation(n)[:n_full * batch].reshape(n_full, batch))
+        p, state = scan_epoch(p, state, X_d, y_d, order)
+        jax.block_until_ready(p)
+        holder["scan"] = (p, state)
+        return time.perf_counter() - start, n_full * batch
+
+    return {"jax jit step": run_step, "jax scan epoch": run_scan}
+
+
 def measure(systems, n_samples, rounds):
-    """Interleave the systems round by round; return median samples/s each."""
-    times = {}
-    for name, run in systems.items():  # warm-up pass, not timed
+    """Interleave the systems round by round; return median samples/s each.
+
+    A system returns seconds per pass over ``n_samples``, or (seconds,
+    samples trained).
+    """
+    rates = {}
+    for name, run in systems.items():  # warm-up pass (and compilation), not timed
         try:
             run()
-            times[name] = []
-        except (RuntimeError, NotImplementedError) as exc:
-            if not name.startswith("torch"):
+            rates[name] = []
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+            if name.startswith("fastnn") or name == "textbook":
                 raise
             print(f"skipping {name}: {exc}", file=sys.stderr)
     for _ in range(rounds):
-        for name, ts in times.items():
-            ts.append(systems[name]())
-    return {name: n_samples / statistics.median(ts) for name, ts in times.items()}
+        for name, rs in rates.items():
+            got = systems[name]()
+            seconds, samples = got if isinstance(got, tuple) else (got, n_samples)
+            rs.append(samples / seconds)
+    return {name: statistics.median(rs) for name, rs in rates.items()}
 
 
 # ------------------------------------------------------------ side figures
@@ -167,10 +253,10 @@ def _timed(fn, repeat=1):
     return (time.perf_counter() - start) / repeat
 
 
-def step_vs_products(width, batch):
+def step_vs_products(width, batch, kernels):
     """Seconds per steady-state training step and for its matrix products alone."""
-    net = fastnn.Network(layer_sizes(width), seed=0)
-    opt = fastnn.optimizers.get("adam", net.params, **HYPER)
+    net = fastnn.Network(layer_sizes(width), seed=0, kernels=kernels)
+    opt = fastnn.optimizers.get("adam", net.params, kernels=kernels, **HYPER)
     rng = np.random.default_rng(0)
     X = rng.random((batch, 784), dtype=np.float32)
     y = rng.integers(0, 10, batch)
@@ -195,44 +281,87 @@ def step_vs_products(width, batch):
     with blas_threads(blas_threads_for(net, batch, _threads.resolve())):
         step()
         products()
-        t_step = min(_timed(step, repeat) for _ in range(5))
-        t_prod = min(_timed(products, repeat) for _ in range(5))
+        t_step = t_prod = float("inf")
+        for _ in range(5):  # interleaved, best of 5
+            t_step = min(t_step, _timed(step, repeat))
+            t_prod = min(t_prod, _timed(products, repeat))
     return t_step, t_prod
 
 
-def fused_update_estimate(torch, width, batch):
-    """What a one-pass fused Adam would buy: fastnn's step with PyTorch's fused
-    CPU Adam kernel timed on a flat tensor of the same size in its place.
+def copy_bandwidth(n):
+    """Bytes per second of a plain copy of n float32 (read n, write n), best of 20."""
+    src = np.random.default_rng(0).random(n, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = min(_timed(lambda: np.copyto(dst, src), 3) for _ in range(20))
+    return 2 * n * 4 / best
 
-    Returns (fastnn update s, fused update s, fastnn step s, projected step s).
+
+def _numexpr_adam(ne, w, g, m, v, c1, c2, eps, step):
+    ne.evaluate("m + (g - m) * c1", out=m)
+    ne.evaluate("v + (g * g - v) * c2", out=v)
+    ne.evaluate("w - m / (sqrt(v) + eps) * step", out=w)
+
+
+def update_benchmark(n_params, torch=None):
+    """Seconds per update of each optimizer on one flat float32 vector of n_params.
+
+    NumPy passes and numba (1 thread and fastnn's thread split), numexpr's
+    Adam and PyTorch's fused Adam when installed, and each optimizer's
+    memory-traffic bound: the bytes one pass must read and write over the
+    bandwidth of a plain copy of the same size.
     """
-    net = fastnn.Network(layer_sizes(width), seed=0)
-    opt = fastnn.optimizers.get("adam", net.params, **HYPER)
     rng = np.random.default_rng(0)
-    X = rng.random((batch, 784), dtype=np.float32)
-    y = rng.integers(0, 10, batch)
-    net.grads.flat[:] = rng.standard_normal(net.n_params).astype(np.float32)
-    flat = torch.nn.Parameter(torch.zeros(net.n_params))
-    flat.grad = torch.from_numpy(net.grads.flat.copy())
-    repeat = max(5, 20_000_000 // net.n_params)
-    with blas_threads(blas_threads_for(net, batch, _threads.resolve())):
-        net.train_step_(X, y)
-        t_step = min(_timed(lambda: (net.train_step_(X, y), opt.step(net.grads)), repeat // 4 + 1)
-                     for _ in range(5))
-        t_ours = min(_timed(lambda: opt.step(net.grads), repeat) for _ in range(5))
-    best_fused = float("inf")
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        fused = torch.optim.Adam([flat], lr=1e-3, fused=True)
-        fused.step()
-        best_fused = min(best_fused, min(_timed(fused.step, repeat) for _ in range(5)))
-    return t_ours, best_fused, t_step, t_step - t_ours + best_fused
+    grad = rng.standard_normal(n_params).astype(np.float32) * 1e-3
+    bandwidth = copy_bandwidth(n_params)
+    repeat = max(3, 20_000_000 // n_params)
+    rows = []
+    for name in OPTIMIZERS:
+        row = {"optimizer": name, "n_params": n_params,
+               "bound": UPDATE_ARRAYS[name] * n_params * 4 / bandwidth}
+        variants = [(k, t) for k in KERNEL_SETS for t in (1, _threads.resolve())]
+        for kernels, threads in dict.fromkeys(variants):
+            try:
+                w = np.zeros(n_params, dtype=np.float32)
+                opt = fastnn.optimizers.get(name, [w], threads=threads, kernels=kernels, **HYPER)
+            except fastnn.ConfigError as exc:  # numba not installed
+                print(f"skipping {kernels} updates: {exc}", file=sys.stderr)
+                continue
+            opt.step([grad])
+            row[f"{kernels} {threads}t"] = min(_timed(lambda: opt.step([grad]), repeat)
+                                               for _ in range(5))
+        if name == "adam":
+            _peer_updates(row, n_params, grad, repeat, torch)
+        rows.append(row)
+    return {"bandwidth": bandwidth, "rows": rows}
 
 
-def step_memory(width, batch, steps=200):
+def _peer_updates(row, n_params, grad, repeat, torch):
+    try:
+        import numexpr as ne
+    except ImportError:
+        row["notes"] = "numexpr not installed"
+    else:
+        w, m, v = (np.zeros(n_params, dtype=np.float32) for _ in range(3))
+        c = [np.float32(x) for x in (0.1, 0.001, 1e-8, 1e-3)]
+        for threads in (1, 2):
+            ne.set_num_threads(threads)
+            row[f"numexpr {threads}t"] = min(
+                _timed(lambda: _numexpr_adam(ne, w, grad, m, v, *c), repeat) for _ in range(5))
+    if torch is not None:
+        flat = torch.nn.Parameter(torch.zeros(n_params))
+        flat.grad = torch.from_numpy(grad.copy())
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fused = torch.optim.Adam([flat], lr=1e-3, fused=True)
+            fused.step()
+            row[f"torch fused {threads}t"] = min(_timed(fused.step, repeat) for _ in range(5))
+
+
+def step_memory(width, batch, kernels, steps=200):
     """Net bytes allocated by ``steps`` training steps after warm-up."""
-    net = fastnn.Network(layer_sizes(width), seed=0)
-    opt = fastnn.optimizers.get("adam", net.params, **HYPER)
+    net = fastnn.Network(layer_sizes(width), seed=0, kernels=kernels)
+    opt = fastnn.optimizers.get("adam", net.params, kernels=kernels, **HYPER)
     rng = np.random.default_rng(0)
     X = rng.random((batch, 784), dtype=np.float32)
     y = rng.integers(0, 10, batch)
@@ -263,8 +392,8 @@ def epoch_peak_memory(X, y, width, batch):
     return peak, buffers + state
 
 
-def default_train_wall(data_dir):
-    cmd = [sys.executable, "-m", "fastnn", "train", "--no-progress"]
+def default_train_wall(data_dir, kernels):
+    cmd = [sys.executable, "-m", "fastnn", "train", "--no-progress", "--kernels", kernels]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     start = time.perf_counter()
@@ -299,93 +428,130 @@ def _fmt(x):
     return f"{x / 1000:.1f}k"
 
 
+def _best(rates, prefix):
+    found = {k: v for k, v in rates.items() if k.startswith(prefix)}
+    return max(found.items(), key=lambda kv: kv[1]) if found else None
+
+
+def _peer_cells(row):
+    """PyTorch best, JAX best and the best peer of one comparison row."""
+    torch_best, jax_best = _best(row["all"], "torch"), _best(row["all"], "jax")
+    peers = [b for b in (torch_best, jax_best) if b]
+    best = max(peers, key=lambda kv: kv[1]) if peers else None
+    cell = (lambda b: f"{_fmt(b[1])} ({b[0]})" if b else "-")
+    return cell(torch_best), cell(jax_best), best
+
+
+def _us(seconds):
+    return f"{seconds * 1e6:.0f} us" if seconds < 0.01 else f"{seconds * 1e3:.2f} ms"
+
+
 def write_report(results, out_dir, command):
     out_dir.mkdir(parents=True, exist_ok=True)
     m = results["machine"]
     lines = [
-        "# Performance: fastnn against textbook NumPy and PyTorch (CPU)",
+        "# Performance: fastnn against textbook NumPy, PyTorch and JAX (CPU)",
         "",
         f"Reproduce: `{command}`",
         "",
         (f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}, NumPy {m['numpy']}, "
-        f"{m['blas']} with the `{m['blas_kernel']}` kernel (threadpoolctl), OpenBLAS "
-        f"environment variables {m['openblas_env']}; PyTorch {results.get('torch') or 'not installed'}. "
-        f"Data: {results['data']}. Float32, softmax cross-entropy, median samples/s of "
-        f"{results['rounds']} interleaved shuffled passes over {results['n_samples']:,} images "
-        "(3x1024: over the first "
-        f"{results['n_wide']:,}). fastnn picks its own BLAS threads (one below "
-        f"{fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in the largest product, else "
-        "all); PyTorch is the fastest of 1 and 2 threads and of its default and fused "
-        "optimizer per row. GEMM peak (1024^3 sgemm): "
-        f"{results['peak'][1]:.0f} GFLOP/s on 1 thread, {results['peak'][2]:.0f} on 2; "
-        f"float64 (dgemm, what the textbook baseline runs on): {results['peak64'][1]:.0f} and "
-        f"{results['peak64'][2]:.0f}."),
+         f"{m['blas']} with the `{m['blas_kernel']}` kernel (threadpoolctl), OpenBLAS "
+         f"environment variables {m['openblas_env']}; numba {results.get('numba') or 'not installed'}, "
+         f"PyTorch {results.get('torch') or 'not installed'}, JAX {results.get('jax') or 'not installed'}. "
+         f"Data: {results['data']}. Float32, softmax cross-entropy, median samples/s of "
+         f"{results['rounds']} interleaved shuffled passes over {results['n_samples']:,} images "
+         f"(3x1024: over the first {results['n_wide']:,}), after one warm-up pass. fastnn picks "
+         f"its own BLAS threads (one below {fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in "
+         "the largest product, else all) and runs with each kernel set; PyTorch is the fastest "
+         "of 1 and 2 threads and of its default and fused optimizer per row; JAX the faster of "
+         "a `jax.jit` step and a `lax.scan` epoch. GEMM peak (1024^3 sgemm): "
+         f"{results['peak'][1]:.0f} GFLOP/s on 1 thread, {results['peak'][2]:.0f} on 2; float64 "
+         f"(dgemm, what the textbook baseline runs on): {results['peak64'][1]:.0f} and "
+         f"{results['peak64'][2]:.0f}. This machine is shared and noisy: compare within one run."),
         "",
         "## 784-128-128-128-10, Adam",
         "",
-        ("| batch | fastnn | textbook NumPy | PyTorch best (setting) | fastnn/PyTorch (target) "
-        "| fastnn/textbook (target 3x) | fastnn GFLOP/s |"),
-        "|---|---|---|---|---|---|---|",
+        ("| batch | fastnn numba | fastnn numpy | textbook NumPy | PyTorch best | JAX best "
+         "| numba / best peer (target) | numba / numpy | fastnn GFLOP/s |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["adam"]:
-        best = row.get("torch_best")
-        torch_cells = (f"{_fmt(best[1])} ({best[0]}) | {row['fastnn'] / best[1]:.2f}x "
-                       f"({TORCH_TARGETS.get(row['batch'], '-')}x)") if best else "- | -"
+        torch_cell, jax_cell, best = _peer_cells(row)
+        ratio = (f"{row['fastnn'] / best[1]:.2f}x ({PEER_TARGETS.get(row['batch'], '-')}x)"
+                 if best else "-")
         lines.append(
-            f"| {row['batch']} | {_fmt(row['fastnn'])} | {_fmt(row['textbook'])} | {torch_cells} "
-            f"| {row['fastnn'] / row['textbook']:.1f}x | {row['gflops']:.0f} |")
+            f"| {row['batch']} | {_fmt(row['fastnn'])} | {_fmt(row['fastnn_numpy'])} "
+            f"| {_fmt(row['textbook'])} | {torch_cell} | {jax_cell} | {ratio} "
+            f"| {row['fastnn'] / row['fastnn_numpy']:.2f}x | {row['gflops']:.0f} |")
     w = results["wide"]
-    best = w.get("torch_best")
+    torch_cell, jax_cell, best = _peer_cells(w)
     lines += [
         "",
         f"## 784-1024-1024-1024-10, Adam, batch {w['batch']}",
         "",
-        ("| fastnn | textbook NumPy | PyTorch best (setting) | fastnn/PyTorch (target 1.2x) "
-        "| fastnn/textbook |"),
-        "|---|---|---|---|---|",
-        f"| {_fmt(w['fastnn'])} | {_fmt(w['textbook'])} | "
-        + (f"{_fmt(best[1])} ({best[0]}) | {w['fastnn'] / best[1]:.2f}x" if best else "- | -")
-        + f" | {w['fastnn'] / w['textbook']:.1f}x |",
+        ("| fastnn numba | fastnn numpy | textbook NumPy | PyTorch best | JAX best "
+         f"| numba / best peer (target {WIDE_TARGET}x) |"),
+        "|---|---|---|---|---|---|",
+        (f"| {_fmt(w['fastnn'])} | {_fmt(w['fastnn_numpy'])} | {_fmt(w['textbook'])} "
+         f"| {torch_cell} | {jax_cell} | "
+         + (f"{w['fastnn'] / best[1]:.2f}x |" if best else "- |")),
         "",
-        "## Every optimizer, 3x128, batch 64",
+        "## Every optimizer (batch 64): 3x128 and 3x1024",
         "",
-        "| optimizer | fastnn | PyTorch best (setting) | fastnn/PyTorch (target >= 1) |",
-        "|---|---|---|---|",
+        ("| network | optimizer | fastnn numba | fastnn numpy | PyTorch best (setting) "
+         "| numba / PyTorch (target >= 1) |"),
+        "|---|---|---|---|---|---|",
     ]
     for row in results["optimizers"]:
-        best = row.get("torch_best")
-        lines.append(f"| {row['optimizer']} | {_fmt(row['fastnn'])} | "
-                     + (f"{_fmt(best[1])} ({best[0]}) | {row['fastnn'] / best[1]:.2f}x |"
-                        if best else "- | - |"))
+        torch_best = _best(row["all"], "torch")
+        lines.append(
+            f"| 3x{row['width']} | {row['optimizer']} | {_fmt(row['fastnn'])} "
+            f"| {_fmt(row['fastnn_numpy'])} | "
+            + (f"{_fmt(torch_best[1])} ({torch_best[0]}) | {row['fastnn'] / torch_best[1]:.2f}x |"
+               if torch_best else "- | - |"))
     lines += [
         "",
-        "## Step against its own matrix products (3x128, Adam; target at most 1.5x)",
+        "## Step against its own matrix products (3x128, Adam)",
         "",
-        "| batch | step | its 10 matrix products | ratio |",
-        "|---|---|---|---|",
+        ("The ten matrix products of one step timed alone, in sequence, with the BLAS threads "
+         "the step uses, interleaved with the step (forward, loss, backward and the Adam "
+         "update), best of 5."),
+        "",
+        "| batch | kernels | step | its 10 matrix products | ratio (target) |",
+        "|---|---|---|---|---|",
     ]
     for row in results["gemm_ratio"]:
-        lines.append(f"| {row['batch']} | {row['step'] * 1e6:.0f} us | {row['products'] * 1e6:.0f} us "
-                     f"| {row['step'] / row['products']:.2f}x |")
-    if results.get("fused_estimate"):
+        target = GEMM_RATIO_TARGETS.get(row["batch"], "-")
+        lines.append(f"| {row['batch']} | {row['kernels']} | {_us(row['step'])} "
+                     f"| {_us(row['products'])} | {row['step'] / row['products']:.2f}x "
+                     f"({target}x) |")
+    for upd in results["updates"]:
+        rows = upd["rows"]
+        cols = [k for k in rows[-1] if k not in ("optimizer", "n_params", "bound", "notes")]
+        cols += [k for r in rows for k in r if k not in cols and k not in
+                 ("optimizer", "n_params", "bound", "notes")]
+        best_numba = [k for k in cols if k.startswith("numba")]
         lines += [
             "",
-            "## What a fused optimizer kernel would buy (Adam)",
+            f"## Optimizer updates on {rows[0]['n_params']:,} float32 parameters",
             "",
-            ("NumPy cannot fuse Adam's element-wise update: it runs as about a dozen "
-            "whole-array ufunc passes (one a square root). Timing PyTorch's fused CPU Adam "
-            "on a flat tensor of the same size gives what a one-pass kernel costs, and "
-            "fastnn's step with it in place of its own update:"),
+            (f"Seconds per update of one flat vector, best of 5. The bound is the bytes one "
+             f"pass must read and write (sgd 3 arrays, momentum/nag/rmsprop 5, adam/nadam 7) "
+             f"over the bandwidth of a plain copy of the same size "
+             f"({upd['bandwidth'] / 1e9:.1f} GB/s read + write)."),
             "",
-            ("| network, batch | fastnn update | fused update | fastnn step | step with fused "
-            "update | projected samples/s |"),
-            "|---|---|---|---|---|---|",
+            "| optimizer | " + " | ".join(cols) + " | bound | best numba / bound "
+            f"(target <= {UPDATE_BOUND_TARGET}x) |",
+            "|---" * (len(cols) + 3) + "|",
         ]
-        for row in results["fused_estimate"]:
-            lines.append(
-                f"| 3x{row['width']}, {row['batch']} | {row['ours'] * 1e6:.0f} us "
-                f"| {row['fused'] * 1e6:.0f} us | {row['step'] * 1e6:.0f} us "
-                f"| {row['projected'] * 1e6:.0f} us | {_fmt(row['batch'] / row['projected'])} |")
+        for r in rows:
+            numba_best = min((r[k] for k in best_numba if k in r), default=None)
+            lines.append(f"| {r['optimizer']} | " + " | ".join(
+                _us(r[k]) if k in r else "-" for k in cols) + f" | {_us(r['bound'])} | "
+                + (f"{numba_best / r['bound']:.2f}x |" if numba_best else "- |"))
+        notes = [r["notes"] for r in rows if r.get("notes")]
+        if notes:
+            lines += ["", "Note: " + "; ".join(notes) + "."]
     mem = results["memory"]
     lines += [
         "",
@@ -394,15 +560,16 @@ def write_report(results, out_dir, command):
         "- Net allocation of 200 steady-state training steps (tracemalloc): "
         + ", ".join(f"{k}: {v:+d} bytes" for k, v in mem["steps"].items()) + ".",
         (f"- Peak traced during one fit() epoch of 3x128 at batch 64: "
-        f"{mem['epoch_peak'] / 2**20:.1f} MiB, against data already in memory of "
-        f"{mem['data'] / 2**20:.1f} MiB (the float32 images, converted once before training; "
-        f"not counted twice) and buffers plus optimizer state of {mem['buffers'] / 2**20:.1f} MiB."),
+         f"{mem['epoch_peak'] / 2**20:.1f} MiB, against data already in memory of "
+         f"{mem['data'] / 2**20:.1f} MiB (the float32 images, converted once before training; "
+         f"not counted twice) and buffers plus optimizer state of {mem['buffers'] / 2**20:.1f} "
+         "MiB."),
     ]
     if results.get("default_run"):
-        wall, tail, cmd = results["default_run"]
-        lines += ["", "## Default `fastnn train`", "",
-                  (f"`{cmd}` (10 epochs, 3x256, batch 128): whole command {wall:.1f} s; "
-                  f"it printed `{tail}`.")]
+        lines += ["", "## Default `fastnn train` (10 epochs, 3x256, batch 128)", "",
+                  "| command | whole command | what it printed last |", "|---|---|---|"]
+        for wall, tail, cmd in results["default_run"]:
+            lines.append(f"| `{cmd}` | {wall:.1f} s | `{tail}` |")
     atomic_write_bytes(out_dir / "performance.md", ("\n".join(lines) + "\n").encode())
     atomic_write_bytes(out_dir / "performance.json",
                        json.dumps(results, indent=1, default=str).encode())
@@ -421,15 +588,18 @@ def _plot(results, path):
     rows = results["adam"]
     batches = [r["batch"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax1.plot(batches, [r["fastnn"] for r in rows], "o-", label="fastnn")
+    ax1.plot(batches, [r["fastnn"] for r in rows], "o-", label="fastnn, numba kernels")
+    ax1.plot(batches, [r["fastnn_numpy"] for r in rows], "o--", label="fastnn, NumPy kernels")
     ax1.plot(batches, [r["textbook"] for r in rows], "s-", label="textbook NumPy (float64)")
-    if rows[0].get("torch_best"):
-        ax1.plot(batches, [r["torch_best"][1] for r in rows], "^-", label="PyTorch, best setting")
+    for prefix, label, style in (("torch", "PyTorch, best setting", "^-"),
+                                 ("jax", "JAX, best of jit step / scan epoch", "v-")):
+        if _best(rows[0]["all"], prefix):
+            ax1.plot(batches, [_best(r["all"], prefix)[1] for r in rows], style, label=label)
     ax1.set(xscale="log", xlabel="batch size", ylabel="samples / s",
             title="784-128-128-128-10, Adam, float32")
     ax1.set_xticks(batches, [str(b) for b in batches])
     ax1.legend()
-    ax2.plot(batches, [r["gflops"] for r in rows], "o-", label="fastnn training step")
+    ax2.plot(batches, [r["gflops"] for r in rows], "o-", label="fastnn training step (numba)")
     ax2.axhline(results["peak"][1], color="gray", ls="--", label="sgemm peak, 1 thread")
     ax2.axhline(results["peak"][2], color="black", ls="--", label="sgemm peak, 2 threads")
     ax2.set(xscale="log", xlabel="batch size", ylabel="GFLOP/s (matrix-product flops)",
@@ -454,6 +624,26 @@ def load_data(data_dir, n_max):
     return np.ascontiguousarray(X[:n_max]), np.ascontiguousarray(y[:n_max]), source
 
 
+def _import_peers(args):
+    torch = jax_mods = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch not installed: skipped (pip install torch==2.13.0)", file=sys.stderr)
+    if not args.no_jax:
+        try:
+            import jax
+            import jax.numpy as jnp
+            import optax
+
+            jax_mods = (jax, jnp, optax)
+        except ImportError:
+            print("JAX not installed: skipped (pip install jax==0.10.2 jaxlib==0.10.2 "
+                  "optax==0.2.8)", file=sys.stderr)
+    return torch, jax_mods
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
@@ -461,8 +651,9 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=54000, help="images per pass")
     parser.add_argument("--wide-samples", type=int, default=8192,
                         help="images per pass for the 3x1024 network")
-    parser.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 256, 1024])
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256, 1024])
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-default-run", action="store_true")
     parser.add_argument("--out-dir", default="reports")
     parser.add_argument("--rewrite", metavar="JSON", default=None,
@@ -472,74 +663,74 @@ def main(argv=None):
         results = json.loads(Path(args.rewrite).read_text())
         for key in ("peak", "peak64"):
             results[key] = {int(k): v for k, v in results[key].items()}
-        command = results.get("command", "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
-                              ".venv/bin/python -m bench.compare --rounds 5")
-        write_report(results, Path(args.out_dir), command)
+        write_report(results, Path(args.out_dir), results["command"])
         return
     unset = "OPENBLAS_CORETYPE" not in os.environ and "OPENBLAS_L2_SIZE" not in os.environ
     command = ("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE " if unset else "") + \
         ".venv/bin/python -m bench.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    if fastnn._jit.resolve("auto") != "numba":
+        parser.error('numba is not installed: pip install "fastnn[fast]"')
 
     X, y, source = load_data(args.data_dir, args.samples)
     X64 = X.astype(np.float64)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
-            print("PyTorch not installed: comparing fastnn with textbook NumPy only",
-                  file=sys.stderr)
+    torch, jax_mods = _import_peers(args)
     if torch is not None:
         X_t, y_t = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    import numba
+
     results = {"command": command, "machine": machine(), "data": source,
                "rounds": args.rounds,
                "n_samples": len(X), "n_wide": min(args.wide_samples, len(X)),
+               "numba": numba.__version__,
                "torch": getattr(torch, "__version__", None),
+               "jax": jax_mods[0].__version__ if jax_mods else None,
                "peak": {1: gemm_peak(1), 2: gemm_peak(2)},
                "peak64": {1: gemm_peak(1, np.float64), 2: gemm_peak(2, np.float64)},
                "adam": [], "optimizers": []}
 
-    def compare(width, batch, optimizer, Xs, ys, with_textbook=True):
-        systems = {"fastnn": fastnn_runner(width, batch, optimizer, Xs, ys)}
+    def compare(width, batch, optimizer, Xs, ys, with_textbook=True, with_jax=True):
+        systems = {f"fastnn {k}": fastnn_runner(width, batch, optimizer, Xs, ys, kernels=k)
+                   for k in KERNEL_SETS}
         if with_textbook:
             systems["textbook"] = textbook_runner(width, batch, X64[:len(Xs)], ys)
         if torch is not None:
             systems.update(torch_variants(torch, width, batch, optimizer,
                                           X_t[:len(Xs)], y_t[:len(Xs)]))
+        if jax_mods is not None and with_jax:
+            systems.update(jax_runners(jax_mods, width, batch, Xs, ys))
         rates = measure(systems, len(Xs), args.rounds)
         row = {"batch": batch, "width": width, "optimizer": optimizer, "all": rates,
-               "fastnn": rates["fastnn"], "textbook": rates.get("textbook")}
-        torch_rates = {k: v for k, v in rates.items() if k.startswith("torch")}
-        if torch_rates:
-            row["torch_best"] = max(torch_rates.items(), key=lambda kv: kv[1])
-        row["gflops"] = rates["fastnn"] / batch * step_flops(layer_sizes(width), batch) / 1e9
-        print(json.dumps({k: v for k, v in row.items() if k != "all"}, default=str), flush=True)
+               "fastnn": rates["fastnn numba"], "fastnn_numpy": rates["fastnn numpy"],
+               "textbook": rates.get("textbook")}
+        row["gflops"] = rates["fastnn numba"] / batch * step_flops(layer_sizes(width), batch) / 1e9
+        print(json.dumps(row, default=str), flush=True)
         return row
 
     for batch in args.batches:
         results["adam"].append(compare(128, batch, "adam", X, y))
     n_wide = results["n_wide"]
     results["wide"] = compare(1024, 64, "adam", X[:n_wide], y[:n_wide])
-    for name in OPTIMIZERS:
-        results["optimizers"].append(compare(128, 64, name, X, y, with_textbook=False))
+    for width, Xs, ys in ((128, X, y), (1024, X[:n_wide], y[:n_wide])):
+        for name in OPTIMIZERS:
+            results["optimizers"].append(compare(width, 64, name, Xs, ys, with_textbook=False,
+                                                 with_jax=False))
     results["gemm_ratio"] = []
-    for batch in (b for b in args.batches if b >= 256):
-        t_step, t_prod = step_vs_products(128, batch)
-        results["gemm_ratio"].append({"batch": batch, "step": t_step, "products": t_prod})
-    if torch is not None:
-        results["fused_estimate"] = []
-        for width, batch in [(128, b) for b in args.batches] + [(1024, 64)]:
-            ours, fused, step, projected = fused_update_estimate(torch, width, batch)
-            results["fused_estimate"].append({"width": width, "batch": batch, "ours": ours,
-                                              "fused": fused, "step": step,
-                                              "projected": projected})
-    results["memory"] = {
-        "steps": {f"3x{w} batch {b}": step_memory(w, b) for w, b in ((128, 64), (1024, 256))},
-    }
+    for batch in sorted({16, *(b for b in args.batches if b >= 256)}):
+        for kernels in KERNEL_SETS:
+            t_step, t_prod = step_vs_products(128, batch, kernels)
+            results["gemm_ratio"].append({"batch": batch, "kernels": kernels, "step": t_step,
+                                          "products": t_prod})
+    results["updates"] = [update_benchmark(n, torch) for n in
+                          (fastnn.Network(layer_sizes(128)).n_params,
+                           fastnn.Network(layer_sizes(1024)).n_params)]
+    print(json.dumps(results["updates"], default=str), flush=True)
+    results["memory"] = {"steps": {
+        f"3x{w} batch {b}, {k}": step_memory(w, b, k)
+        for k in KERNEL_SETS for w, b in ((128, 64), (1024, 256))}}
     peak, buffers = epoch_peak_memory(X, y, 128, 64)
     results["memory"].update(epoch_peak=peak, buffers=buffers, data=X.nbytes)
     if not args.no_default_run:
-        results["default_run"] = default_train_wall(args.data_dir)
+        results["default_run"] = [default_train_wall(args.data_dir, k) for k in KERNEL_SETS]
     write_report(results, Path(args.out_dir), command)
     print(f"wrote {args.out_dir}/performance.md", file=sys.stderr)
 
