@@ -23,9 +23,15 @@ def make_batch(batch, seed=0, dtype=np.float32):
     return X, y
 
 
-def make_net(width, optimizer="adam", seed=0, dtype="float32", threads=None):
-    net = fastnn.Network(layer_sizes(width), activation="relu", seed=seed, dtype=dtype)
-    opt = fastnn.optimizers.get(optimizer, net.params, threads=threads)
+def kernel_sets():
+    """The kernel sets this installation can run: numpy always, numba when it imports."""
+    return ["numpy", "numba"] if fastnn._jit.numba_available() else ["numpy"]
+
+
+def make_net(width, optimizer="adam", seed=0, dtype="float32", threads=None, kernels=None):
+    net = fastnn.Network(layer_sizes(width), activation="relu", seed=seed, dtype=dtype,
+                         kernels=kernels)
+    opt = fastnn.optimizers.get(optimizer, net.params, threads=threads, kernels=kernels)
     return net, opt
 
 

@@ -13,13 +13,14 @@ from bench.common import (
     BATCH_SIZES,
     WIDTHS,
     forward_flops,
+    kernel_sets,
     layer_sizes,
     make_batch,
     make_net,
     step_flops,
 )
 from bench.textbook import TextbookMLP
-from fastnn import _threads, losses
+from fastnn import _jit, _threads, losses
 from fastnn.train import blas_threads, blas_threads_for
 
 
@@ -31,12 +32,16 @@ def _record(benchmark, samples, flops):
         benchmark.extra_info["gflops"] = flops / seconds / 1e9
 
 
+KERNELS = kernel_sets()
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("batch", BATCH_SIZES)
-def test_train_step(benchmark, batch, width):
+def test_train_step(benchmark, batch, width, kernels):
     """Forward, fused loss, backward and an Adam update on one batch."""
     X, y = make_batch(batch)
-    net, opt = make_net(width)
+    net, opt = make_net(width, kernels=kernels)
     reference = TextbookMLP(layer_sizes(width), seed=0)
     expected_loss, _ = reference.loss_and_gradients(X, y)
 
@@ -54,12 +59,13 @@ def test_train_step(benchmark, batch, width):
     assert net.grads[0].shape == (784, width)
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("batch", BATCH_SIZES)
-def test_forward(benchmark, batch, width):
+def test_forward(benchmark, batch, width, kernels):
     """Inference: predict_proba on one batch, no backward buffers touched."""
     X, _ = make_batch(batch)
-    net, _ = make_net(width)
+    net, _ = make_net(width, kernels=kernels)
     probs = benchmark(net.predict_proba, X)
     _record(benchmark, batch, forward_flops(net.layer_sizes, batch))
     reference = TextbookMLP(layer_sizes(width), seed=0, dtype=np.float32)
@@ -70,11 +76,12 @@ def test_forward(benchmark, batch, width):
     np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", sorted(fastnn.optimizers.OPTIMIZERS))
-def test_optimizer_update(benchmark, name, width):
+def test_optimizer_update(benchmark, name, width, kernels):
     """One in-place update of all parameters of the 3-hidden-layer network."""
-    net, opt = make_net(width, optimizer=name)
+    net, opt = make_net(width, optimizer=name, kernels=kernels)
     rng = np.random.default_rng(0)
     net.grads.flat[:] = rng.standard_normal(net.n_params).astype(np.float32)
     before = net.params.flat.copy()
@@ -108,5 +115,30 @@ def test_softmax_cross_entropy_kernel(benchmark, batch):
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     assert loss == pytest.approx(-np.log(p[rows, y]).mean(), rel=1e-5)
+    p[rows, y] -= 1
+    np.testing.assert_allclose(z, p / batch, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.skipif("numba" not in KERNELS, reason='numba not installed (fastnn[fast])')
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_softmax_cross_entropy_fused_kernel(benchmark, batch):
+    """The numba row kernel: softmax, loss, number correct and dL/dz in one sweep."""
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((batch, 10)) * 3).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.intp)
+    z = np.empty_like(logits)
+    kernel = _jit.compiled(losses.FUSED["cross_entropy"], "float32")
+    inv_n, unused = np.float32(1 / batch), np.float32(0)
+
+    def run():
+        np.copyto(z, logits)
+        return kernel(z, y, z, inv_n, unused)
+
+    total, correct = benchmark(run)
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    rows = np.arange(batch)
+    assert total / batch == pytest.approx(-np.log(p[rows, y]).mean(), rel=1e-5)
+    assert correct == np.count_nonzero(logits.argmax(axis=1) == y)
     p[rows, y] -= 1
     np.testing.assert_allclose(z, p / batch, rtol=1e-4, atol=1e-7)

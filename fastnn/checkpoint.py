@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_open
+from ._npz import Archive
 from .errors import ModelFileError
 from .train import Callback
 
@@ -56,18 +57,26 @@ def load(path, net, optimizer, rng, config):
     ModelFileError
         Not a checkpoint, corrupt, or made with different settings.
     """
+    from .modelfile import read_header
+
     path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no checkpoint to resume from")
+    flat = net.params.flat
     try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(z["header"].tobytes().decode())
-            params = z["params"]
-            opt_state = {k[4:]: z[k] for k in z.files if k.startswith("opt_")}
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no checkpoint to resume from") from None
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+        with Archive(path, ModelFileError, "fastnn checkpoint") as z:
+            header = read_header(path, z)
+            if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+                raise ModelFileError(f"{path}: not a fastnn checkpoint of version "
+                                     f"{FORMAT_VERSION}")
+            params = z.array("params", dtype=flat.dtype, shape=flat.shape)
+            opt_state = {k[4:]: z.array(k, dtype=flat.dtype, shape=flat.shape)
+                         for k in z.names if k.startswith("opt_")}
+    except (OSError, ValueError, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable fastnn checkpoint ({exc})") from None
-    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: not a fastnn checkpoint of version {FORMAT_VERSION}")
+    required = ("epoch", "config", "history", "optimizer_t", "rng", "dropout_rng")
+    if any(key not in header for key in required) or not isinstance(header["config"], dict):
+        raise ModelFileError(f"{path}: checkpoint header lacks {', '.join(required)}")
     ignore = {"epochs", "patience"}  # training longer than planned is allowed
     saved = {k: v for k, v in header["config"].items() if k not in ignore}
     wanted = {k: v for k, v in config.items() if k not in ignore}
@@ -75,13 +84,15 @@ def load(path, net, optimizer, rng, config):
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise ModelFileError(f"{path}: the checkpoint was made with other settings "
                              f"({', '.join(diff)}); start a new --checkpoint directory")
-    if params.shape != net.params.flat.shape or params.dtype != net.params.flat.dtype:
-        raise ModelFileError(f"{path}: parameters do not match the network")
+    try:
+        optimizer.load_state_dict({"t": header["optimizer_t"], **opt_state})
+        rng.bit_generator.state = header["rng"]
+        net._dropout_rng.bit_generator.state = header["dropout_rng"]
+        epoch = int(header["epoch"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: checkpoint state does not fit this run ({exc})") from None
     net.params.flat[:] = params
-    optimizer.load_state_dict({"t": header["optimizer_t"], **opt_state})
-    rng.bit_generator.state = header["rng"]
-    net._dropout_rng.bit_generator.state = header["dropout_rng"]
-    return int(header["epoch"]), header["history"]
+    return epoch, header["history"]
 
 
 class Checkpoint(Callback):

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: ``fastnn train``, ``fastnn evaluate``, ``fastnn data``.
+"""The fastnn command line: train, evaluate, predict, sweep, report, data.
 
 Exit codes: 0 success, 1 error (bad data, bad model file, unwritable
 output), 2 bad command-line usage or settings, 3 training diverged,
@@ -18,6 +18,21 @@ from . import __version__
 from .errors import ConfigError, FastnnError, TrainingDivergedError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+DESCRIPTION = ("fastnn trains fully-connected neural networks (hand-written forward and "
+               "backward passes,\nNumPy/BLAS with fused numba kernels) on Fashion-MNIST, "
+               "MNIST and scikit-learn's digits.")
+EPILOG = """examples:
+  fastnn train -e 10 -nhl 3 -sz 256 -o adam -lr 1e-3 --save model.npz
+                                         train a network (the course assignment's flags)
+  fastnn evaluate model.npz              test accuracy and loss of a saved model
+  fastnn predict model.npz shirt.png     classify PNG/JPEG images with a saved model
+  fastnn sweep sweeps/fashion_mnist.yaml run a W&B-format hyperparameter sweep locally
+  fastnn report results/fashion_mnist    tables and figures of a finished sweep
+  fastnn data fashion_mnist              find or download a data set
+
+exit codes: 0 success, 1 error (data, model file, output), 2 bad usage or settings,
+3 training diverged, 130 interrupted. `fastnn COMMAND --help` lists a command's flags."""
 
 
 class UsageError(Exception):
@@ -125,8 +140,8 @@ def _add_kernels_arg(p):
 
 
 def build_parser():
-    parser = _Parser(prog="fastnn", description=__doc__.splitlines()[0],
-                     allow_abbrev=False)
+    parser = _Parser(prog="fastnn", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 

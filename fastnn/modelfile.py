@@ -8,11 +8,15 @@ A model file is an uncompressed NumPy ``.npz`` archive holding
   and free-form ``metadata``;
 - ``param_0`` ... ``param_{2L-1}``: ``W1, b1, ..., WL, bL``.
 
-Files are read with ``allow_pickle=False``; anything else in the archive,
-a missing or mis-shaped array, a wrong dtype, a malformed or oversized
-header, or a newer format version is refused with :class:`ModelFileError`.
+Files are read with ``allow_pickle=False`` through :class:`fastnn._npz.Archive`,
+which checks every member's ``.npy`` header before reading its data;
+anything else in the archive, a member that is not an array, a duplicated
+member, a missing or mis-shaped array, a wrong dtype, a malformed or
+oversized header, or a newer format version is refused with
+:class:`ModelFileError`.
 """
 
+import itertools
 import json
 import zipfile
 from pathlib import Path
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_open
+from ._npz import Archive
 from .errors import ConfigError, ModelFileError
 from .network import Network
 
@@ -79,15 +84,7 @@ def load(path):
         Not a fastnn model, corrupt, or of an unsupported format version.
     """
     path = Path(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a fastnn model file ({exc})") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ModelFileError(f"{path}: not a fastnn model file (a bare .npy array)")
-    with archive:
+    with Archive(path, ModelFileError, "fastnn model file") as archive:
         try:
             return _read(path, archive)
         except ModelFileError:
@@ -96,21 +93,38 @@ def load(path):
             raise ModelFileError(f"{path}: corrupt model file ({exc})") from exc
 
 
-def _read(path, archive):
-    names = set(archive.files)
-    if "header" not in names:
-        raise ModelFileError(f"{path}: not a fastnn model file (no header)")
-    info = archive.zip.getinfo("header.npy")
-    if info.file_size > MAX_HEADER_BYTES + 1024:
-        raise ModelFileError(f"{path}: header larger than {MAX_HEADER_BYTES} bytes")
-    blob = archive["header"]
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise ModelFileError(f"{path}: header must be a 1-D uint8 array")
+def read_header(path, archive):
+    """The JSON header of a model or checkpoint archive, as a dict."""
+    if "header" not in archive.names:
+        raise ModelFileError(f"{path}: not a fastnn file (no header)")
+    blob = archive.array("header", dtype=np.uint8, ndim=1, max_bytes=MAX_HEADER_BYTES)
     try:
         header = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: header is not a JSON object")
+    return header
+
+
+def _check_declared_size(path, spec):
+    """Refuse layer sizes whose parameters could not fit in the file (before allocating)."""
+    sizes = spec["layer_sizes"]
+    if not isinstance(sizes, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
+        return  # Network() names the problem
+    n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    if n_params * 4 > path.stat().st_size:  # float32 is the smallest dtype a model holds
+        raise ModelFileError(f"{path}: layer_sizes {sizes} need {n_params:,} parameters, "
+                             "more than the file holds")
+
+
+def _read(path, archive):
+    names = archive.names
+    if "header" not in names:
+        raise ModelFileError(f"{path}: not a fastnn model file (no header)")
+    header = read_header(path, archive)
+    if header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a fastnn model file (format is not {FORMAT!r})")
     version = header.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
@@ -129,6 +143,7 @@ def _read(path, archive):
                "dropout"}
     if set(spec) - allowed or "layer_sizes" not in spec:
         raise ModelFileError(f"{path}: network description has unexpected or missing keys")
+    _check_declared_size(path, spec)
     try:
         net = Network(**spec, seed=0)
     except (ConfigError, TypeError, ValueError) as exc:
@@ -141,11 +156,7 @@ def _read(path, archive):
             f"{path}: arrays do not match the architecture (missing {missing}, unexpected {extra})"
         )
     for i, target in enumerate(net.params):
-        arr = archive[f"param_{i}"]
-        if arr.shape != target.shape:
-            raise ModelFileError(f"{path}: param_{i} has shape {arr.shape}, expected {target.shape}")
-        if arr.dtype != target.dtype:
-            raise ModelFileError(f"{path}: param_{i} has dtype {arr.dtype}, expected {target.dtype}")
+        arr = archive.array(f"param_{i}", dtype=target.dtype, shape=target.shape)
         if not np.isfinite(arr).all():
             raise ModelFileError(f"{path}: param_{i} holds NaN or infinite values")
         target[...] = arr

@@ -112,32 +112,63 @@ def observations(df, eff):
 
 
 # ----------------------------------------------------------------- figures
-def plot_parallel(df, path):
+def plot_parallel(df, path, top=10):
+    """Parallel coordinates that answer "which settings do the best runs share".
+
+    Lines are coloured by their rank in validation accuracy (not its value,
+    which a few failed runs would squash into one colour), drawn weakest
+    first; categorical values are spread a little (seeded jitter) so that
+    runs sharing a value do not collapse into one band; the ``top`` runs
+    are drawn last, on top, in a highlight colour. The accuracy axis runs
+    over the best quarter of the runs (weaker ones sit at the bottom).
+    """
     plt, _ = _plt()
     cols = swept_columns(df)
-    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(cols) + 2), 5))
+    n = len(df)
+    top = min(top, n)
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(cols) + 3), 5.5))
     cmap = plt.get_cmap("viridis")
-    acc = df["val_accuracy"].to_numpy()
-    lo, hi = float(acc.min()), float(acc.max())
-    positions = {}
+    acc = df["val_accuracy"].to_numpy(dtype=float)
+    lo, hi = float(np.percentile(acc, 75)), float(acc.max())
+    span = hi - lo or 1.0
+    rank = acc.argsort().argsort() / max(n - 1, 1)  # 0 = weakest, 1 = best
+    positions, spread = {}, {}
     for c in cols:
         values = sorted(df[c].unique(), key=lambda v: (isinstance(v, str), v))
         positions[c] = {v: (i / (len(values) - 1) if len(values) > 1 else 0.5)
                         for i, v in enumerate(values)}
-    order = np.argsort(acc)
+        spread[c] = 0.12 / max(len(values) - 1, 1)
+    rng = np.random.default_rng(0)
+    jitter = rng.uniform(-1, 1, size=(n, len(cols)))
+    order = np.argsort(acc, kind="stable")
+    best = set(order[n - top:].tolist())
     for i in order:
         row = df.iloc[i]
-        ys = [positions[c][row[c]] for c in cols] + [(acc[i] - lo) / (hi - lo or 1)]
-        ax.plot(range(len(cols) + 1), ys, color=cmap((acc[i] - lo) / (hi - lo or 1)),
-                alpha=0.6, lw=1)
+        ys = [positions[c][row[c]] + jitter[i, k] * spread[c] for k, c in enumerate(cols)]
+        ys.append(min(max((acc[i] - lo) / span, 0.0), 1.0))
+        if i in best:
+            ax.plot(range(len(cols) + 1), ys, color="crimson", lw=2.0, alpha=0.9, zorder=3)
+        else:
+            ax.plot(range(len(cols) + 1), ys, color=cmap(rank[i]), lw=0.6,
+                    alpha=0.04 + 0.3 * rank[i] ** 2, zorder=2)
     for x, c in enumerate(cols):
+        ax.axvline(x, color="0.6", lw=0.8, zorder=1)
         for v, y in positions[c].items():
-            ax.text(x, y, f" {v}", fontsize=7, va="center")
+            ax.text(x, y, f" {v}", fontsize=7, va="center", zorder=4,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5})
+    x_acc = len(cols)
+    ax.axvline(x_acc, color="0.6", lw=0.8, zorder=1)
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        ax.text(x_acc, frac, f" {lo + frac * span:.1%}", fontsize=7, va="center", zorder=4)
     ax.set_xticks(range(len(cols) + 1), cols + ["val_accuracy"], rotation=30)
     ax.set_yticks([])
-    ax.set_title("Hyperparameters against validation accuracy (colour: accuracy)")
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(lo, hi))
-    fig.colorbar(sm, ax=ax, label="validation accuracy")
+    ax.set_ylim(-0.06, 1.06)
+    ax.set_title(f"Hyperparameters of {n} runs against validation accuracy: "
+                 f"the best {top} in red")
+    ax.plot([], [], color="crimson", lw=2.0, label=f"best {top} runs")
+    ax.legend(loc="lower left", fontsize=8)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 100))
+    fig.colorbar(sm, ax=ax, label="rank in validation accuracy (percentile)")
     _save(fig, path)
 
 

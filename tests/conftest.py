@@ -24,12 +24,43 @@ def kernels(request, monkeypatch):
 SHARED_DATA = Path(os.environ.get("FASTNN_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
-@pytest.fixture
-def shared_data():
-    """The IDX files beside the repository (../shared/data), as CI has them."""
-    if not (SHARED_DATA / "fashion-mnist").is_dir():
-        pytest.skip(f"no shared data at {SHARED_DATA}")
-    return SHARED_DATA
+def find_data(name):
+    """A data_dir where ``name`` is found, or None.
+
+    ``../shared/data`` first (what CI has), then wherever ``fastnn data
+    --no-download`` would find it (FASTNN_DATA, the Keras cache, Debian's
+    /usr/share/datasets, ~/.cache/fastnn), so that a newcomer's ``make test``
+    runs the real-data tests on the copy ``make train`` installed.
+    """
+    from fastnn import datasets
+
+    if (SHARED_DATA / datasets._DIRNAMES[name]).is_dir():
+        return SHARED_DATA
+    found = datasets.locate(name)
+    if found is None:
+        return None
+    kind, where = found
+    return where.parent if kind == "npz" else where["train_images"].parent
+
+
+@pytest.fixture(scope="session")
+def fashion_data():
+    """A data_dir holding Fashion-MNIST (skips, saying where it looked, if none)."""
+    found = find_data("fashion_mnist")
+    if found is None:
+        pytest.skip(f"Fashion-MNIST not found in {SHARED_DATA} nor where `fastnn data "
+                    "--no-download` looks (run `make data` or `fastnn data`)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def mnist_data():
+    """A data_dir holding MNIST (the 10k-image training subset in ../shared/data/mnist)."""
+    found = find_data("mnist")
+    if found is None:
+        pytest.skip(f"MNIST not found in {SHARED_DATA} nor where `fastnn data --no-download` "
+                    "looks (`fastnn data mnist` downloads it)")
+    return found
 
 
 @pytest.fixture

@@ -191,3 +191,30 @@ def test_python_dash_m_and_version():
     proc = subprocess.run([sys.executable, "-m", "fastnn", "--version"], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == f"fastnn {fastnn.__version__}"
+
+
+def test_top_level_help_says_what_fastnn_is_and_lists_every_command(capsys):
+    from fastnn.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "fastnn trains fully-connected neural networks" in out
+    assert "``" not in out  # no reStructuredText markup on a terminal
+    examples = out.split("examples:")[1]
+    for command in COMMANDS:
+        assert f"fastnn {command} " in examples, command
+
+
+def test_train_header_names_the_kernel_set(capsys, kernels):
+    rc, out, _ = run(["train", "-d", "digits", "-e", "1", "-nhl", "1", "-sz", "8",
+                      "--no-progress"], capsys)
+    assert rc == 0
+    assert f"; {kernels} kernels" in out.splitlines()[0]
+
+
+def test_bad_kernels_flag_exits_2(capsys):
+    rc, _, err = run(["train", "-d", "digits", "--kernels", "cuda"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "kernels must be one of auto, numba, numpy")

@@ -196,9 +196,26 @@ def test_digits_is_always_available():
     assert len(ds.x_train) + len(ds.x_test) == 1797
 
 
-def test_real_fashion_mnist_files(shared_data):
-    ds = datasets.load("fashion_mnist", data_dir=shared_data)
+def test_real_fashion_mnist_files(fashion_data):
+    ds = datasets.load("fashion_mnist", data_dir=fashion_data)
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
-    mn = datasets.load("mnist", data_dir=shared_data)
-    assert mn.x_test.shape == (10000, 28, 28) and mn.x_train.shape == (10000, 28, 28)
+
+
+def test_real_mnist_files(mnist_data):
+    mn = datasets.load("mnist", data_dir=mnist_data)
+    # ../shared/data holds a 10,000-image training subset; a full copy has 60,000
+    assert mn.x_test.shape == (10000, 28, 28) and mn.x_train.shape[0] in (10000, 60000)
+
+
+def test_real_data_tests_find_what_the_product_finds(tmp_path, isolated_home, monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "SHARED_DATA", tmp_path / "no-shared-data")
+    assert conftest.find_data("fashion_mnist") is None
+    # Debian's package layout: /usr/share/datasets/fashion-mnist/*.gz
+    system = tmp_path / "system" / "fashion-mnist"
+    make_set(system, gz=True)
+    found = conftest.find_data("fashion_mnist")
+    assert found == system
+    assert datasets.load("fashion_mnist", data_dir=found).x_train.shape[1:] == (28, 28)

@@ -12,16 +12,12 @@ Image = pytest.importorskip("PIL.Image")
 
 
 @pytest.fixture(scope="module")
-def fashion_model(tmp_path_factory):
-    from conftest import SHARED_DATA
-
-    if not (SHARED_DATA / "fashion-mnist").is_dir():
-        pytest.skip("no shared data")
-    split = fastnn.datasets.prepare("fashion_mnist", data_dir=SHARED_DATA)
+def fashion_model(tmp_path_factory, fashion_data):
+    split = fastnn.datasets.prepare("fashion_mnist", data_dir=fashion_data)
     net, _, _ = fastnn.train.train_config(fastnn.TrainConfig(epochs=2), split)
     path = tmp_path_factory.mktemp("model") / "fashion.npz"
     fastnn.save_model(net, path, class_names=split.class_names)
-    ds = fastnn.datasets.load("fashion_mnist", data_dir=SHARED_DATA)
+    ds = fastnn.datasets.load("fashion_mnist", data_dir=fashion_data)
     return path, net, ds
 
 

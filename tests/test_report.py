@@ -48,9 +48,9 @@ def sweep_results(tmp_path_factory):
 
 
 def test_report_writes_every_figure_and_the_right_numbers(sweep_results, tmp_path, capsys,
-                                                          shared_data):
+                                                          mnist_data):
     out = tmp_path / "reports"
-    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(shared_data)])
+    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(mnist_data)])
     assert rc == 0, capsys.readouterr().err
     for name in FIGURES:
         data = (out / "figures" / name).read_bytes()
@@ -77,9 +77,9 @@ def stronger_results(tmp_path_factory):
 
 
 def test_report_stronger_sweep_gets_section_9_and_an_mnist_pick(sweep_results, stronger_results,
-                                                                 tmp_path, capsys, shared_data):
+                                                                 tmp_path, capsys, mnist_data):
     out = tmp_path / "reports"
-    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(shared_data),
+    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(mnist_data),
                "--seeds", "0", "--stronger", str(stronger_results)])
     assert rc == 0, capsys.readouterr().err
     text = (out / "sweep.md").read_text()

@@ -5,6 +5,8 @@ pytest-benchmark suites: batch size x hidden width of a 784-w-w-w-10 ReLU
 network in float32. BLAS threads are pinned in asv.conf.json
 (``matrix.env_nobuild``) so that runs stay comparable; inside that budget
 the training step picks its own BLAS threads as ``fastnn.fit`` does.
+Suites of the engine take a ``kernels`` parameter (numba's fused kernels
+and the NumPy reference); numba is in the benchmark environment's matrix.
 """
 
 import time
@@ -17,11 +19,12 @@ from fastnn.train import blas_threads, blas_threads_for
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 1024]
 WIDTHS = [32, 64, 128, 512, 1024]
+KERNELS = ["numba", "numpy"]
 
 
-def _net(width, optimizer="adam"):
-    net = fastnn.Network([784, width, width, width, 10], seed=0)
-    return net, fastnn.optimizers.get(optimizer, net.params)
+def _net(width, optimizer="adam", kernels="numpy"):
+    net = fastnn.Network([784, width, width, width, 10], seed=0, kernels=kernels)
+    return net, fastnn.optimizers.get(optimizer, net.params, kernels=kernels)
 
 
 def _batch(batch):
@@ -32,11 +35,11 @@ def _batch(batch):
 class TrainStep:
     """Forward, fused loss, backward and an Adam update of one batch."""
 
-    params = (BATCH_SIZES, WIDTHS)
-    param_names = ("batch", "width")
+    params = (BATCH_SIZES, WIDTHS, KERNELS)
+    param_names = ("batch", "width", "kernels")
 
-    def setup(self, batch, width):
-        self.net, self.opt = _net(width)
+    def setup(self, batch, width, kernels):
+        self.net, self.opt = _net(width, kernels=kernels)
         self.X, self.y = _batch(batch)
         self.threads = blas_threads_for(self.net, batch, _threads.resolve())
         self._step()  # allocate the buffers outside the timing
@@ -46,10 +49,10 @@ class TrainStep:
             self.net.train_step_(self.X, self.y)
             self.opt.step(self.net.grads)
 
-    def time_step(self, batch, width):
+    def time_step(self, batch, width, kernels):
         self._step()
 
-    def track_samples_per_second(self, batch, width):
+    def track_samples_per_second(self, batch, width, kernels):
         start = time.perf_counter()
         for _ in range(20):
             self._step()
@@ -61,29 +64,29 @@ class TrainStep:
 class Forward:
     """Inference on one batch (predict_proba)."""
 
-    params = (BATCH_SIZES, WIDTHS)
-    param_names = ("batch", "width")
+    params = (BATCH_SIZES, WIDTHS, KERNELS)
+    param_names = ("batch", "width", "kernels")
 
-    def setup(self, batch, width):
-        self.net, _ = _net(width)
+    def setup(self, batch, width, kernels):
+        self.net, _ = _net(width, kernels=kernels)
         self.X, _ = _batch(batch)
         self.net.predict_proba(self.X)
 
-    def time_predict_proba(self, batch, width):
+    def time_predict_proba(self, batch, width, kernels):
         self.net.predict_proba(self.X)
 
 
 class OptimizerUpdate:
     """One in-place update of all parameters of the 3-hidden-layer network."""
 
-    params = (sorted(fastnn.optimizers.OPTIMIZERS), WIDTHS)
-    param_names = ("optimizer", "width")
+    params = (sorted(fastnn.optimizers.OPTIMIZERS), WIDTHS, KERNELS)
+    param_names = ("optimizer", "width", "kernels")
 
-    def setup(self, name, width):
-        self.net, self.opt = _net(width, name)
+    def setup(self, name, width, kernels):
+        self.net, self.opt = _net(width, name, kernels)
         self.net.grads.flat[:] = np.random.default_rng(0).standard_normal(self.net.n_params)
 
-    def time_step(self, name, width):
+    def time_step(self, name, width, kernels):
         self.opt.step(self.net.grads)
 
 
