@@ -145,6 +145,9 @@ class Network:
         # dtype-typed constants for the fused kernels (see activations.py)
         self._half = self.dtype.type(0.5)
         self._one = self.dtype.type(1.0)
+        self._two_over_k = self.dtype.type(2.0 / self.n_classes)
+        self._terms_per_row = 1 if self.loss_name == "cross_entropy" else self.n_classes
+        self._inv = _Reciprocals(self.dtype)
         return self
 
     # ------------------------------------------------------------------ setup
@@ -305,9 +308,9 @@ class Network:
     def _loss_and_delta(self, z, y, delta, n):
         """Mean loss and number correct of logits ``z`` (n rows); dL/dz into ``delta``."""
         if self.kernels == "numba":
-            total, correct = self._fused_loss(z, y, delta, self.dtype.type(1.0 / n),
-                                              self.dtype.type(2.0 / z.shape[1]))
-            return total / n if self._delta_in_place else total / (n * z.shape[1]), int(correct)
+            total, correct = self._fused_loss(z, y, delta, self._inv[n], self._two_over_k)
+            # cross-entropy sums one term per row, squared error one per output
+            return total / (n * self._terms_per_row), int(correct)
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
         loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n])
         return loss, n_correct
@@ -446,6 +449,18 @@ class Network:
     def __repr__(self):
         return (f"Network(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
                 f"loss={self.loss_name!r}, dtype={self.dtype.name!r})")
+
+
+class _Reciprocals(dict):
+    """1/n in the network dtype, made once per batch size (``inv[n]``)."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def __missing__(self, n):
+        value = self[n] = self.dtype.type(1.0 / n)
+        return value
 
 
 @fused("void(F[::1], F[::1], F)")

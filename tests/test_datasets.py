@@ -218,4 +218,4 @@ def test_real_data_tests_find_what_the_product_finds(tmp_path, isolated_home, mo
     make_set(system, gz=True)
     found = conftest.find_data("fashion_mnist")
     assert found == system
-    assert datasets.load("fashion_mnist", data_dir=found).x_train.shape[1:] == (28, 28)
+    assert datasets.load("fashion_mnist", data_dir=found).x_train.shape == (20, 4, 4)

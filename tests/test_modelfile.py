@@ -80,7 +80,8 @@ def _set_header(arrays, header):
      "invalid network"),
     (lambda a: _set_header(a, {**_header(a), "network": {**_header(a)["network"], "evil": 1}}),
      "unexpected or missing keys"),
-    (lambda a: a.update(header=np.frombuffer(b" " * (2 << 20), np.uint8)), "header larger"),
+    (lambda a: a.update(header=np.frombuffer(b" " * (2 << 20), np.uint8)),
+     "member .header. is larger than"),
 ])
 def test_malformed_models_are_refused(saved, mutate, message):
     _, path = saved
