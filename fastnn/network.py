@@ -140,8 +140,9 @@ class Network:
             self._fused_forward = _jit.compiled(forward, name)
             self._fused_backward = _jit.compiled(backward, name)
             self._fused_loss = _jit.compiled(losses.FUSED[self.loss_name], name)
-            self._fused_axpy = _jit.compiled(_add_scaled_fused, name)
-            self._fused_dropout = _jit.compiled(_dropout_fused, name)
+            # Each cached kernel takes ~0.1 s to load: the weight-decay and
+            # dropout kernels are fetched on first use (_optional_kernel).
+            self._optional = {}
         # dtype-typed constants for the fused kernels (see activations.py)
         self._half = self.dtype.type(0.5)
         self._one = self.dtype.type(1.0)
@@ -224,14 +225,21 @@ class Network:
                 a = self._drop(layer, a, n)
         return a
 
+    def _optional_kernel(self, func):
+        kernel = self._optional.get(func)
+        if kernel is None:
+            kernel = self._optional[func] = _jit.compiled(func, self.dtype.name)
+        return kernel
+
     def _drop(self, layer, a, n):
         """Inverted dropout: ``dropped = a * mask``, mask in {0, 1/(1-p)}."""
         mask = layer.mask[:n]
         self._dropout_rng.random(dtype=self.dtype, out=mask)
         dropped = layer.dropped[:n]
         if self.kernels == "numba":
-            self._fused_dropout(a, mask, dropped, self.dtype.type(self.dropout),
-                                self.dtype.type(1.0 / (1.0 - self.dropout)))
+            self._optional_kernel(_dropout_fused)(
+                a, mask, dropped, self.dtype.type(self.dropout),
+                self.dtype.type(1.0 / (1.0 - self.dropout)))
             return dropped
         np.greater_equal(mask, self.dropout, out=mask)
         mask *= 1.0 / (1.0 - self.dropout)
@@ -264,8 +272,9 @@ class Network:
     def _add_weight_decay_grad(self):
         if self.kernels == "numba":
             wd = self.dtype.type(self.weight_decay)
+            axpy = self._optional_kernel(_add_scaled_fused)
             for layer in self.layers:
-                self._fused_axpy(layer.dW.reshape(-1), layer.W.reshape(-1), wd)
+                axpy(layer.dW.reshape(-1), layer.W.reshape(-1), wd)
             return
         if self._wd_scratch is None:
             self._wd_scratch = np.empty_like(self._flat)
