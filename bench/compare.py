@@ -327,9 +327,9 @@ def update_benchmark(n_params, torch=None):
             except fastnn.ConfigError as exc:  # numba not installed
                 print(f"skipping {kernels} updates: {exc}", file=sys.stderr)
                 continue
-            opt.step([grad])
-            row[f"{kernels} {threads}t"] = min(_timed(lambda: opt.step([grad]), repeat)
-                                               for _ in range(5))
+            step = functools.partial(opt.step, [grad])
+            step()
+            row[f"{kernels} {threads}t"] = min(_timed(step, repeat) for _ in range(5))
         if name == "adam":
             _peer_updates(row, n_params, grad, repeat, torch)
         rows.append(row)

@@ -132,7 +132,8 @@ def _relu_forward_fused(z, b, half, one):
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
             v = z[i, j] + b[j]
-            z[i, j] = zero if v < zero else v  # NaN stays NaN, as in np.maximum
+            # NaN stays NaN, as in np.maximum (max(v, zero) would not promise that)
+            z[i, j] = zero if v < zero else v  # noqa: FURB136
 
 
 @fused(_BACKWARD_SIG)

@@ -428,9 +428,15 @@ def cmd_sweep(args, out):
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"workers must be >= 1, got {args.workers}")
     results = Path(args.results or Path("results") / Path(args.spec).stem)
-    total = len(spec.configs(args.seed))
+    total = spec.run_cap if spec.method == "bayes" else len(spec.configs(args.seed))
     print(f"sweep {args.spec}: {spec.method}, {total} runs, results in {results}", file=out,
           flush=True)
+    if spec.method == "random" and total < spec.run_cap:
+        print(f"note: the search space holds only {total} distinct configurations, fewer "
+              f"than run_cap {spec.run_cap}; each runs once", file=out)
+    if "early_terminate" in spec.raw:
+        print("note: early_terminate is not implemented yet: every run trains all its epochs",
+              file=sys.stderr)
 
     def progress(record, done, total):
         status = record["status"]

@@ -51,7 +51,7 @@ def test_random_sampling_is_seeded_and_within_bounds(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("method: grid\nparameters: {epochs: {values: [1, 2]]}", "malformed YAML at line"),
-    ("method: bayes\nparameters: {epochs: {values: [1]}}", "'bayes' needs the W&B server"),
+    ("method: bayes\nparameters: {epochs: {values: [1]}}", "method bayes needs a run_cap"),
     ("method: hyperband\nparameters: {epochs: {values: [1]}}", "method must be one of"),
     ("method: grid\nparameters: {colour: {values: [1]}}", "unknown parameter 'colour'"),
     ("method: grid\nfoo: 1\nparameters: {epochs: {values: [1]}}", "unknown key"),
@@ -60,10 +60,24 @@ def test_random_sampling_is_seeded_and_within_bounds(tmp_path):
     ("method: grid\nparameters: {optimizer: {values: [adagrad]}}", "optimizer must be one of"),
     ("method: random\nparameters: {epochs: {values: [1]}}", "needs a run_cap"),
     ("method: grid\nparameters: {lr: {min: 0.1, max: 0.2}}", "grid needs values"),
-    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: normal, mu: 0}}",
-     "unknown key"),
-    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: q_normal}}",
-     "not supported locally"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: normal, mu: 0, min: 1}}",
+     "takes mu and sigma, not min/max"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: normal, mu: 0.1, sigma: 0}}",
+     "sigma must be > 0"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: uniform, min: 0.1, max: 1, mu: 1}}",
+     "mu and sigma go with the normal"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: gamma, min: 1, max: 2}}",
+     "unknown distribution 'gamma'"),
+    ("method: random\nrun_cap: 3\nparameters: {hidden_size: {distribution: normal, mu: 64}}",
+     "takes whole numbers"),
+    ("method: random\nrun_cap: 3\nparameters: {activation: {values: [relu, tanh], probabilities: [0.5, 0.6]}}",
+     "probabilities must sum to 1"),
+    ("method: random\nrun_cap: 3\nparameters: {activation: {values: [relu, tanh], probabilities: [1]}}",
+     "probabilities must be 2 numbers"),
+    ("method: grid\nparameters: {activation: {values: [relu, tanh], probabilities: [0.5, 0.5]}}",
+     "mean nothing to a grid"),
+    ("method: random\nrun_cap: 3\nparameters: {lr: {distribution: log_uniform_values, min: 0, max: 1}}",
+     "needs min > 0"),
     ("method: grid\nparameters: {lr: {values: [0.1]}, learning_rate: {values: [0.2]}}",
      "given twice"),
     ("- just\n- a list", "mapping at the top level"),
@@ -141,7 +155,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     spec_path = write(tmp_path, "method: bayes\nparameters: {epochs: {values: [1]}}")
     assert main(["sweep", str(spec_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'bayes' needs the W&B server" in err[0]
+    assert len(err) == 1 and "method bayes needs a run_cap" in err[0]
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read" in capsys.readouterr().err
 

@@ -1,0 +1,208 @@
+"""The local executor: runs in worker processes, results written by the parent."""
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import signal
+import time
+import traceback
+from pathlib import Path
+
+from .. import _jit, _threads
+from ..config import TrainConfig
+from . import search as searches
+from .results import (
+    RESULTS_FILE,
+    _check_results_dir,
+    _drop_torn_tail,
+    _json_default,
+    _keep_top_models,
+    read_results,
+    run_id,
+)
+from .spec import SweepError
+
+# Worker state: set once per worker process by _init_worker.
+_WORKER = {}
+
+
+def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="numpy"):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    os.environ[_threads.ENV_VAR] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover
+        pass
+    _WORKER.update(split=split, threads=threads, data=data_desc, wandb=wandb_opts,
+                   results_dir=results_dir, kernels=kernels)
+
+
+def _run_one(task):
+    """Train one configuration; return its result record (never raises)."""
+    from .. import modelfile
+    from ..train import train_config
+
+    index, rid, values, seed, extra = task
+    split = _WORKER["split"]
+    record = {"run_id": rid, "index": index, "config": values, "seed": seed,
+              "status": "failed", "pid": os.getpid(), "started": time.time(), **extra}
+    start = time.perf_counter()
+    wandb_run = None
+    try:
+        config = dataclasses.replace(TrainConfig(**values), seed=seed).validated()
+        callbacks = []
+        if _WORKER["wandb"]:
+            from ..wandb_log import WandbCallback, run_name
+
+            opts = _WORKER["wandb"]
+            wandb_run = WandbCallback(opts["project"], opts.get("entity"),
+                                      config=config.to_dict(), name=run_name(config),
+                                      group=opts.get("group"))
+            callbacks.append(wandb_run)
+        net, _, history = train_config(config, split, callbacks=callbacks,
+                                       threads=_WORKER["threads"],
+                                       kernels=_WORKER.get("kernels"))
+        test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
+        record.update(status="finished", history=history.to_dict(),
+                      val_accuracy=history["val_accuracy"][-1], val_loss=history["val_loss"][-1],
+                      accuracy=history["accuracy"][-1], loss=history["loss"][-1],
+                      test_accuracy=test_acc, test_loss=test_loss)
+        model_dir = Path(_WORKER["results_dir"]) / "models"
+        model_dir.mkdir(exist_ok=True)
+        modelfile.save(net, model_dir / f"{rid}.npz", class_names=split.class_names,
+                       metadata={"config": config.to_dict(), "run_id": rid,
+                                 "test_accuracy": test_acc})
+        if wandb_run is not None:
+            wandb_run.finish({"test_accuracy": test_acc, "val_accuracy": record["val_accuracy"]})
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded; the sweep goes on
+        record.update(status="diverged" if type(exc).__name__ == "TrainingDivergedError"
+                      else "failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=3))
+        if wandb_run is not None:
+            with contextlib.suppress(Exception):
+                wandb_run.finish({"status": record["status"]})
+    record["wall_time"] = time.perf_counter() - start
+    return record
+
+
+def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, seed=0,
+              val_fraction=0.1, wandb=None, on_result=None, kernels=None):
+    """Run (or resume) a sweep; return the list of all run records.
+
+    Parameters
+    ----------
+    spec : Spec
+    results_dir : path
+        Holds ``results.jsonl``, ``sweep.json`` and the models of the best runs.
+    dataset : str, optional
+        Data set of every run unless the spec sets ``dataset`` (one value).
+    workers : int, optional
+        Worker processes (default: the available CPUs); BLAS threads are
+        divided among them.
+    seed : int
+        Seed of the random sampling and of the validation split; run i
+        trains with seed ``seed + i`` unless ``seed`` is swept.
+    wandb : dict, optional
+        ``{"project": ..., "entity": ...}`` to log each run to W&B.
+    on_result : callable, optional
+        Called with each new record as it arrives (for progress output).
+    kernels : {'auto', 'numba', 'numpy'}, optional
+        Kernel set of every run (default ``$FASTNN_KERNELS`` or ``auto``);
+        checked here, before any run starts. Workers load compiled kernels
+        from the shared disk cache.
+    """
+    from .. import datasets
+
+    kernels = _jit.resolve(kernels)
+    datasets_in_spec = {p.values[0] for p in spec.params if p.name == "dataset"}
+    if any(p.name == "dataset" and len(p.values) != 1 for p in spec.params):
+        raise SweepError("a sweep trains on one data set: give dataset one value")
+    dataset = (datasets_in_spec.pop() if datasets_in_spec else dataset) or "fashion_mnist"
+    dtypes = {p.values[0] for p in spec.params if p.name == "dtype"}
+    if any(p.name == "dtype" and len(p.values) != 1 for p in spec.params):
+        raise SweepError("a sweep runs in one dtype: give dtype one value")
+    n_cpus = _threads.available_cpus()
+    workers = workers or n_cpus
+    search = searches.make(spec, seed, workers)  # checks what the search needs, first
+    results_dir = _check_results_dir(results_dir, spec, seed, dataset)
+    records = read_results(results_dir)
+    recorded = {r["index"]: r for r in records if "index" in r}
+    if all(i in recorded for i in range(search.total)):
+        return records
+
+    split = datasets.prepare(dataset, data_dir=data_dir, dtype=dtypes.pop() if dtypes else
+                             "float32", val_fraction=val_fraction, seed=seed)
+    workers = min(workers, search.total - len(recorded))
+    threads = max(1, n_cpus // workers)
+    results_path = results_dir / RESULTS_FILE
+    _drop_torn_tail(results_path)
+
+    import multiprocessing as mp
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    pool = ctx.Pool(workers, initializer=_init_worker,
+                    initargs=(split, threads, dataset, wandb, str(results_dir), kernels))
+    try:
+        with open(results_path, "ab") as out:
+            for record in _schedule(pool, search, recorded, workers, dataset, seed):
+                line = json.dumps(record, default=_json_default).encode() + b"\n"
+                out.write(line)
+                out.flush()
+                os.fsync(out.fileno())
+                records.append(record)
+                _keep_top_models(results_dir, records, spec)
+                if on_result is not None:
+                    on_result(record, len(records), search.total)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return records
+
+
+def _schedule(pool, search, recorded, workers, dataset, seed):
+    """Keep ``workers`` runs going; yield each record as it arrives (in the parent).
+
+    Runs are proposed in index order; an index already in ``recorded`` is
+    skipped (resuming). ``recorded`` is updated as records arrive.
+    """
+    inbox = queue.Queue()
+    in_flight = {}  # index -> extra of its proposal
+    index = 0
+    total = search.total
+    while True:
+        while len(in_flight) < workers:
+            while index < total and index in recorded:
+                index += 1
+            if index >= total or not search.ready(index, recorded):
+                break
+            proposal = search.propose(index, recorded, in_flight)
+            if proposal is None:  # the space is used up
+                total = index
+                break
+            values, extra = proposal
+            values = {**values, "dataset": dataset}
+            run_seed = int(values.pop("seed", seed + index))
+            task = (index, run_id(index, {**values, "seed": run_seed}), values, run_seed,
+                    {k: v for k, v in extra.items() if k != "config"})
+            pool.apply_async(_run_one, (task,), callback=inbox.put)
+            in_flight[index] = extra
+            index += 1
+        if not in_flight:
+            return
+        while True:
+            try:
+                record = inbox.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+                break
+            except queue.Empty:
+                continue
+        in_flight.pop(record["index"], None)
+        recorded[record["index"]] = record
+        yield record
