@@ -434,15 +434,19 @@ def cmd_sweep(args, out):
     if spec.method == "random" and total < spec.run_cap:
         print(f"note: the search space holds only {total} distinct configurations, fewer "
               f"than run_cap {spec.run_cap}; each runs once", file=out)
-    if "early_terminate" in spec.raw:
-        print("note: early_terminate is not implemented yet: every run trains all its epochs",
-              file=sys.stderr)
+    if spec.hyperband is not None:
+        print(f"hyperband: runs in the worse part of each bracket stop after epochs "
+              f"{', '.join(map(str, spec.hyperband.brackets[:6]))}"
+              f"{'...' if len(spec.hyperband.brackets) > 6 else ''} (eta "
+              f"{spec.hyperband.eta:g})", file=out)
 
     def progress(record, done, total):
         status = record["status"]
-        if status == "finished":
+        if status in ("finished", "stopped"):
             detail = (f"val_acc {record['val_accuracy']:.4f}  "
-                      f"test_acc {record['test_accuracy']:.4f}")
+                      f"test_acc {record['test_accuracy']:.4f}"
+                      + (f"  (after epoch {record['history']['epoch'][-1]})"
+                         if status == "stopped" else ""))
         else:
             detail = record.get("error", "")
         print(f"[{done}/{total}] {record['run_id']} {status}  {detail}  "

@@ -20,7 +20,8 @@ optuna = pytest.importorskip("optuna")
 def spec_of(params, method="random", run_cap=4000, **extra):
     # A continuous companion keeps draws distinct, so that the no-repeat rule
     # does not reshape a discrete distribution under test.
-    params = {"beta2": {"distribution": "uniform", "min": 0.9, "max": 0.999}, **params}
+    if method == "random":
+        params = {"beta2": {"distribution": "uniform", "min": 0.9, "max": 0.999}, **params}
     return sweep.parse_spec({"method": method, "run_cap": run_cap, "parameters": params, **extra})
 
 
@@ -177,3 +178,101 @@ def test_bayes_resumes_after_sigkill_with_the_same_proposals(tmp_path):
     assert main(["sweep", str(path), "--results", str(killed), "--workers", "2"]) == 0
     assert _sequence(killed) == _sequence(reference)
     assert len(sweep.read_results(killed)) == 12  # every run recorded exactly once
+
+
+# --------------------------------------------------------------- hyperband
+def test_hyperband_brackets_follow_min_iter_eta_and_max_iter_s():
+    spec = spec_of({"lr": {"values": [0.1]}}, method="grid",
+                   early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3, "s": 3})
+    assert spec.hyperband.brackets == [2, 6, 18]
+    spec = spec_of({"lr": {"values": [0.1]}}, method="grid",
+                   early_terminate={"type": "hyperband", "max_iter": 27, "eta": 3, "s": 2})
+    assert spec.hyperband.brackets == [3, 9]
+
+
+@pytest.mark.parametrize("early, message", [
+    ({"type": "envelope"}, "must be {type: hyperband"),
+    ({"type": "hyperband"}, "give min_iter or max_iter"),
+    ({"type": "hyperband", "max_iter": 9}, "max_iter needs s"),
+    ({"type": "hyperband", "min_iter": 1, "eta": 1}, "eta must be a number > 1"),
+    ({"type": "hyperband", "min_iter": 0}, "min_iter must be an integer >= 1"),
+    ({"type": "hyperband", "min_iter": 1, "bracket": 2}, "unknown key"),
+])
+def test_bad_early_terminate(early, message):
+    with pytest.raises(sweep.SweepError, match=message):
+        spec_of({"lr": {"values": [0.1]}}, method="grid", early_terminate=early)
+
+
+def test_hyperband_needs_a_per_epoch_metric():
+    with pytest.raises(sweep.SweepError, match="measured every epoch"):
+        spec_of({"lr": {"values": [0.1]}}, method="grid",
+                metric={"name": "test_accuracy", "goal": "maximize"},
+                early_terminate={"type": "hyperband", "min_iter": 1})
+
+
+def test_hyperband_stops_the_worse_runs_at_each_bracket_exactly():
+    from fastnn.sweep.hyperband import Hyperband
+
+    rule = Hyperband([1, 3, 9], eta=3, goal="maximize")
+    # run 0 is alone at epoch 1: top ceil(1/3) = 1 of 1 -> goes on
+    assert rule.decide(0, 1, 0.50) is False
+    assert rule.decide(0, 2, 0.10) is False  # not a bracket: never stopped
+    # run 1 better than run 0 -> top 1 of 2 -> goes on; run 2 worst of 3 -> stops
+    assert rule.decide(1, 1, 0.60) is False
+    assert rule.decide(2, 1, 0.55) is True
+    # four runs at epoch 1: the top ceil(4/3) = 2 go on
+    assert rule.decide(3, 1, 0.52) is True  # 0.60, 0.55 are the top 2 of 4
+    assert rule.decide(4, 1, 0.70) is False  # top 2 of 5: 0.70, 0.60
+    # epoch 3: the first run there always goes on; then only the best third
+    assert rule.decide(1, 3, 0.80) is False
+    assert rule.decide(4, 3, 0.79) is True
+    # a NaN metric counts as the worst
+    assert rule.decide(5, 1, float("nan")) is True
+    low = Hyperband([1], eta=2, goal="minimize")
+    assert low.decide(0, 1, 0.9) is False and low.decide(1, 1, 0.3) is False
+    assert low.decide(2, 1, 0.95) is True  # a loss: larger is worse
+
+
+HYPERBAND = """
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+early_terminate: {type: hyperband, min_iter: 1, eta: 2, s: 2}
+parameters:
+  dataset: {value: digits}
+  epochs: {value: 4}
+  num_layers: {value: 1}
+  hidden_size: {value: 16}
+  optimizer: {value: sgd}
+  learning_rate: {values: [0.3, 1.0e-5, 0.1, 3.0e-6, 0.03, 1.0e-6]}
+"""
+
+
+def test_hyperband_sweep_stops_runs_after_their_bracket_and_resume_keeps_them(tmp_path,
+                                                                              capsys):
+    path = tmp_path / "hb.yaml"
+    path.write_text(HYPERBAND)
+    results = tmp_path / "r"
+    assert main(["sweep", str(path), "--results", str(results), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "hyperband: runs in the worse part of each bracket stop after epochs 1, 2" in out
+    records = sorted(sweep.read_results(results), key=lambda r: r["index"])
+    assert len(records) == 6
+    stopped = [r for r in records if r["status"] == "stopped"]
+    assert stopped, "tiny learning rates must be stopped"
+    assert any(r["config"]["lr"] < 1e-4 for r in stopped)
+    for r in stopped:
+        assert r["history"]["epoch"][-1] in (1, 2)  # ended right after a bracket
+        assert r["val_accuracy"] == r["history"]["val_accuracy"][-1]
+    finished = [r for r in records if r["status"] == "finished"]
+    assert all(r["history"]["epoch"][-1] == 4 for r in finished)
+    assert records[0]["status"] == "finished"  # the first run is alone at its brackets
+    # the brackets decide from what reached them: check every stop against the rule
+    from fastnn.sweep.hyperband import Hyperband
+
+    rule = Hyperband([1, 2], eta=2)
+    for r in records:
+        verdicts = [rule.decide(r["index"], e, v) for e, v in
+                    zip(r["history"]["epoch"], r["history"]["val_accuracy"]) if e in (1, 2)]
+        assert (r["status"] == "stopped") == any(verdicts), r["index"]
+    assert main(["sweep", str(path), "--results", str(results), "--workers", "1"]) == 0
+    assert len(sweep.read_results(results)) == 6  # stopped runs are not run again

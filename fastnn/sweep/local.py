@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import _jit, _threads
 from ..config import TrainConfig
+from ..train import Callback
 from . import search as searches
 from .results import (
     RESULTS_FILE,
@@ -28,7 +29,8 @@ from .spec import SweepError
 _WORKER = {}
 
 
-def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="numpy"):
+def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="numpy",
+                 early=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     os.environ[_threads.ENV_VAR] = str(threads)
     try:
@@ -38,7 +40,27 @@ def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="nu
     except ImportError:  # pragma: no cover
         pass
     _WORKER.update(split=split, threads=threads, data=data_desc, wandb=wandb_opts,
-                   results_dir=results_dir, kernels=kernels)
+                   results_dir=results_dir, kernels=kernels, early=early)
+
+
+class _Reporter(Callback):
+    """Worker side of early termination: report every epoch's metric to the
+    parent; at a bracket epoch wait for its verdict (``verdicts[index]`` set
+    to +epoch to go on, -epoch to stop)."""
+
+    def __init__(self, index, early):
+        self.index = index
+        self.metric, self.brackets, self.reports, self.verdicts = early
+        self.stopped = False
+
+    def on_epoch_end(self, epoch, logs):
+        self.reports.put((self.index, epoch, float(logs[self.metric])))
+        if epoch not in self.brackets:
+            return False
+        while abs(self.verdicts[self.index]) != epoch:
+            time.sleep(0.001)
+        self.stopped = self.verdicts[self.index] < 0
+        return self.stopped
 
 
 def _run_one(task):
@@ -63,19 +85,25 @@ def _run_one(task):
                                       config=config.to_dict(), name=run_name(config),
                                       group=opts.get("group"))
             callbacks.append(wandb_run)
+        reporter = None
+        if _WORKER.get("early") is not None:
+            reporter = _Reporter(index, _WORKER["early"])
+            callbacks.append(reporter)
         net, _, history = train_config(config, split, callbacks=callbacks,
                                        threads=_WORKER["threads"],
                                        kernels=_WORKER.get("kernels"))
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
-        record.update(status="finished", history=history.to_dict(),
+        stopped = reporter is not None and reporter.stopped
+        record.update(status="stopped" if stopped else "finished", history=history.to_dict(),
                       val_accuracy=history["val_accuracy"][-1], val_loss=history["val_loss"][-1],
                       accuracy=history["accuracy"][-1], loss=history["loss"][-1],
                       test_accuracy=test_acc, test_loss=test_loss)
-        model_dir = Path(_WORKER["results_dir"]) / "models"
-        model_dir.mkdir(exist_ok=True)
-        modelfile.save(net, model_dir / f"{rid}.npz", class_names=split.class_names,
-                       metadata={"config": config.to_dict(), "run_id": rid,
-                                 "test_accuracy": test_acc})
+        if not stopped:  # a stopped run is never among the best: no model kept
+            model_dir = Path(_WORKER["results_dir"]) / "models"
+            model_dir.mkdir(exist_ok=True)
+            modelfile.save(net, model_dir / f"{rid}.npz", class_names=split.class_names,
+                           metadata={"config": config.to_dict(), "run_id": rid,
+                                     "test_accuracy": test_acc})
         if wandb_run is not None:
             wandb_run.finish({"test_accuracy": test_acc, "val_accuracy": record["val_accuracy"]})
     except Exception as exc:  # noqa: BLE001 - any failure is recorded; the sweep goes on
@@ -145,11 +173,21 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
 
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
+    early = stopper = None
+    if spec.hyperband is not None:
+        from .hyperband import Hyperband
+
+        rule = spec.hyperband  # a fresh copy: the spec may be run more than once
+        stopper = Hyperband(rule.brackets, rule.eta, rule.goal)
+        stopper.replay(records, spec.metric)
+        early = (spec.metric, frozenset(stopper.brackets), ctx.Queue(),
+                 ctx.Array("l", search.total, lock=False))
     pool = ctx.Pool(workers, initializer=_init_worker,
-                    initargs=(split, threads, dataset, wandb, str(results_dir), kernels))
+                    initargs=(split, threads, dataset, wandb, str(results_dir), kernels, early))
     try:
         with open(results_path, "ab") as out:
-            for record in _schedule(pool, search, recorded, workers, dataset, seed):
+            for record in _schedule(pool, search, recorded, workers, dataset, seed,
+                                    stopper, early):
                 line = json.dumps(record, default=_json_default).encode() + b"\n"
                 out.write(line)
                 out.flush()
@@ -167,11 +205,12 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     return records
 
 
-def _schedule(pool, search, recorded, workers, dataset, seed):
+def _schedule(pool, search, recorded, workers, dataset, seed, stopper=None, early=None):
     """Keep ``workers`` runs going; yield each record as it arrives (in the parent).
 
     Runs are proposed in index order; an index already in ``recorded`` is
-    skipped (resuming). ``recorded`` is updated as records arrive.
+    skipped (resuming). ``recorded`` is updated as records arrive. With
+    early termination, the workers' per-epoch reports are answered here.
     """
     inbox = queue.Queue()
     in_flight = {}  # index -> extra of its proposal
@@ -198,11 +237,26 @@ def _schedule(pool, search, recorded, workers, dataset, seed):
         if not in_flight:
             return
         while True:
+            if early is not None:
+                _answer_reports(stopper, early)
             try:
-                record = inbox.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+                # a timeout keeps Ctrl-C (and the reports) responsive
+                record = inbox.get(timeout=0.01 if early is not None else 0.2)
                 break
             except queue.Empty:
                 continue
         in_flight.pop(record["index"], None)
         recorded[record["index"]] = record
         yield record
+
+
+def _answer_reports(stopper, early):
+    """Give every pending bracket report its verdict (see hyperband.py)."""
+    _, brackets, reports, verdicts = early
+    while True:
+        try:
+            index, epoch, value = reports.get_nowait()
+        except queue.Empty:
+            return
+        if epoch in brackets:
+            verdicts[index] = -epoch if stopper.decide(index, epoch, value) else epoch

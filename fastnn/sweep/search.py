@@ -69,7 +69,8 @@ class BayesSearch(Search):
     ``q_log_uniform*`` round after sampling. Optuna keeps the unrounded
     value (the record's ``proposal``); the run trains with the rounded one.
     The normal family (unbounded) and ``probabilities`` cannot be expressed
-    and are refused. Failed and diverged runs are told as failures.
+    and are refused. Failed and diverged runs are told as failures; a run
+    that hyperband stopped is told its metric at the epoch it stopped.
     """
 
     def __init__(self, spec, seed, workers):
@@ -123,7 +124,8 @@ class BayesSearch(Search):
                 state, value = TrialState.RUNNING, None
             else:
                 value = record.get(self.spec.metric)
-                ok = record.get("status") == "finished" and value is not None \
+                # a run stopped by hyperband is told its metric where it stopped
+                ok = record.get("status") in ("finished", "stopped") and value is not None \
                     and math.isfinite(value)
                 state = TrialState.COMPLETE if ok else TrialState.FAIL
                 value = value if ok else None

@@ -87,6 +87,7 @@ class Spec:
     params: list
     run_cap: int | None
     raw: dict
+    hyperband: object = None  # a hyperband.Hyperband when early_terminate asks for it
 
     def configs(self, seed=0):
         """The run configurations (dicts of TrainConfig fields), in run order."""
@@ -174,7 +175,11 @@ def parse_spec(raw, *, where="sweep file"):
     if dupes:
         raise SweepError(f"{where}: parameter(s) given twice under different names: "
                          f"{', '.join(sorted(dupes))}")
-    spec = Spec(method, name, goal, params, run_cap, raw)
+    from . import hyperband
+
+    stopper = hyperband.parse(raw.get("early_terminate"), name, where)
+    spec = Spec(method, name, goal, params, run_cap, raw,
+                stopper.with_goal(goal) if stopper else None)
     _validate_values(spec, where)
     return spec
 
