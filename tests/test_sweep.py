@@ -188,6 +188,21 @@ def test_shipped_grid_files_are_valid(name, runs):
     assert spec.method == "grid" and len(spec.configs(seed=0)) == runs
 
 
+@pytest.mark.parametrize("name, brackets", [("fashion_mnist_bayes", None),
+                                            ("fashion_mnist_bayes_hyperband", [1, 3, 9])])
+def test_shipped_bayes_files_search_the_classic_space(name, brackets):
+    from pathlib import Path
+
+    sweeps = Path(__file__).parent.parent / "sweeps"
+    spec = sweep.load_spec(sweeps / f"{name}.yaml")
+    classic = sweep.load_spec(sweeps / "fashion_mnist.yaml")
+    assert spec.method == "bayes" and spec.run_cap == 150
+    assert [(p.name, p.values) for p in spec.params] == \
+        [(p.name, p.values) for p in classic.params]
+    got = spec.hyperband.brackets[:3] if spec.hyperband else None
+    assert got == brackets
+
+
 @pytest.mark.parametrize("text", ["?", "method: grid\nparameters: {epochs: {1: 2}}",
                                   "method: grid\nparameters: {null: {values: [1]}}"])
 def test_non_string_keys_are_sweep_errors(tmp_path, text):
