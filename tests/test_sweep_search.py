@@ -276,3 +276,10 @@ def test_hyperband_sweep_stops_runs_after_their_bracket_and_resume_keeps_them(tm
         assert (r["status"] == "stopped") == any(verdicts), r["index"]
     assert main(["sweep", str(path), "--results", str(results), "--workers", "1"]) == 0
     assert len(sweep.read_results(results)) == 6  # stopped runs are not run again
+
+
+def test_log_uniform_bounds_are_natural_logs_not_values():
+    # min/max of log_uniform are logs: -9 and -2 mean lr in [1.2e-4, 0.135]
+    spec = spec_of({"lr": {"distribution": "log_uniform", "min": -9, "max": -2}})
+    lrs = draws(spec, "lr")
+    assert lrs.min() >= math.exp(-9) and lrs.max() <= math.exp(-2)
