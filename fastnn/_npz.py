@@ -13,8 +13,16 @@ the file and the member.
 
 import math
 import zipfile
+import zlib
 
 import numpy as np
+
+
+# What reading a damaged zip member can raise: zipfile's own errors, an
+# unsupported compression method (NotImplementedError), an "encrypted" flag
+# (RuntimeError), broken deflate data (zlib.error), and NumPy's header parser.
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError,
+                SyntaxError, NotImplementedError, RuntimeError, zlib.error)
 
 
 class Archive:
@@ -37,7 +45,7 @@ class Archive:
             raise error_cls(f"{path}: no such file") from None
         except IsADirectoryError:
             raise error_cls(f"{path}: is a directory, not a {what}") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise error_cls(f"{path}: not a {what} ({exc})") from None
         if not isinstance(self._npz, np.lib.npyio.NpzFile):
             raise error_cls(f"{path}: not a {what} (a bare .npy array)")
@@ -92,9 +100,8 @@ class Archive:
                 else:
                     got_shape, _, got_dtype = np.lib.format.read_array_header_2_0(f)
                 header_len = f.tell()
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError,
-                SyntaxError) as exc:
-            raise self._fail(name, f"is not an .npy array ({exc})") from None
+        except _READ_ERRORS as exc:
+            raise self._fail(name, f"is not a readable .npy array ({exc})") from None
         if got_dtype.hasobject:
             raise self._fail(name, "holds Python objects (pickled data is never loaded)")
         if dtype is not None and got_dtype != np.dtype(dtype):
@@ -111,7 +118,7 @@ class Archive:
             raise self._fail(name, f"is larger than {max_bytes} bytes")
         try:
             arr = self._npz[name]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        except _READ_ERRORS as exc:
             raise self._fail(name, f"cannot be read ({exc})") from None
         if not isinstance(arr, np.ndarray):  # pragma: no cover - the header check comes first
             raise self._fail(name, "is not an .npy array")

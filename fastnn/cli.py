@@ -471,8 +471,13 @@ def cmd_sweep(args, out):
     best = sweep.best_run(records, spec.metric, spec.goal)
     if wandb_opts and best is not None:
         sweep.log_best_to_wandb(results, records, spec, wandb_opts, args.data_dir)
-    failed = sum(r["status"] != "finished" for r in records)
-    print(f"{len(records)} runs recorded ({failed} failed or diverged)", file=out)
+    failed = sum(r["status"] in ("failed", "diverged") for r in records)
+    stopped = sum(r["status"] == "stopped" for r in records)
+    print(f"{len(records)} runs recorded ({failed} failed or diverged"
+          + (f", {stopped} stopped early by hyperband" if stopped else "") + ")", file=out)
+    if len(records) < total:
+        print(f"note: the search space ran out of new configurations after {len(records)} "
+              "runs", file=out)
     if best is not None:
         print(f"best: {best['run_id']} {spec.metric} {best[spec.metric]:.4f} "
               f"test_acc {best['test_accuracy']:.4f} config {json.dumps(best['config'])}",

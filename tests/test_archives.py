@@ -61,11 +61,11 @@ RAW_PICKLE = pickle.dumps({"evil": True})
 # name -> (how the members change, a fragment of the message)
 CASES = {
     "header raw bytes": (lambda m: _replace(m, "header.npy", b"just some bytes"),
-                         "'header' is not an .npy array"),
+                         "'header' is not a readable .npy array"),
     "header a bare pickle": (lambda m: _replace(m, "header.npy", RAW_PICKLE),
-                             "'header' is not an .npy array"),
+                             "'header' is not a readable .npy array"),
     "param object array": (lambda m: _replace(m, "param_0.npy", PICKLE), "Python objects"),
-    "param empty": (lambda m: _replace(m, "param_1.npy", b""), "'param_1' is not an .npy array"),
+    "param empty": (lambda m: _replace(m, "param_1.npy", b""), "'param_1' is not a readable .npy array"),
     "duplicated member": (lambda m: [*m, m[1]], "appears more than once"),
     "path in member name": (lambda m: [*m, ("../evil.npy", m[1][1])], "unexpected member"),
     "folder in member name": (lambda m: [*m, ("a/param_9.npy", m[1][1])], "unexpected member"),
@@ -163,3 +163,29 @@ def test_zip_level_fuzz_raises_only_model_file_errors(tmp_path, data):
     except ModelFileError:
         return
     assert np.isfinite(net.params.flat).all()
+
+
+def _patch_central_entry(path, member, offset, value):
+    """Set a 2-byte field of ``member``'s central-directory entry (zip spec offsets)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        name_len = int.from_bytes(data[at + 28:at + 30], "little")
+        if data[at + 46:at + 46 + name_len] == member.encode():
+            data[at + offset:at + offset + 2] = value.to_bytes(2, "little")
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(member)
+
+
+@pytest.mark.parametrize("offset, value, fragment", [
+    (8, 1, "encrypted"),        # general-purpose flag bit 0: an "encrypted" member
+    (10, 99, "compression"),    # a compression method zipfile does not know
+])
+def test_encrypted_or_unknown_compression_members_are_model_file_errors(model, offset, value,
+                                                                        fragment):
+    # found by the byte-flipping property test in test_reliability.py
+    _patch_central_entry(model, "param_1.npy", offset, value)
+    with pytest.raises(ModelFileError, match=fragment):
+        fastnn.load_model(model)

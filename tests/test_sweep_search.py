@@ -283,3 +283,16 @@ def test_log_uniform_bounds_are_natural_logs_not_values():
     spec = spec_of({"lr": {"distribution": "log_uniform", "min": -9, "max": -2}})
     lrs = draws(spec, "lr")
     assert lrs.min() >= math.exp(-9) and lrs.max() <= math.exp(-2)
+
+
+def test_bayes_runs_every_configuration_of_a_small_space_once_then_says_so(tmp_path, capsys):
+    path = tmp_path / "small.yaml"
+    path.write_text("method: bayes\nrun_cap: 6\nparameters:\n  dataset: {value: digits}\n"
+                    "  epochs: {value: 1}\n  num_layers: {value: 1}\n"
+                    "  activation: {values: [relu, tanh]}\n  hidden_size: {values: [8, 16]}\n")
+    assert main(["sweep", str(path), "--results", str(tmp_path / "r"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    records = sweep.read_results(tmp_path / "r")
+    assert len(records) == 4
+    assert len({json.dumps(r["config"], sort_keys=True) for r in records}) == 4
+    assert "ran out of new configurations after 4 runs" in out

@@ -18,9 +18,12 @@ import math
 from .spec import NORMAL, SweepError
 
 INSTALL_HINT = 'pip install "fastnn[bayes]"'
-# Bayes re-asks (with the next seed) this many times when TPE proposes a
-# configuration that was already run; then the space counts as used up.
+# Bayes re-asks TPE (with the next seed) this many times when it proposes a
+# configuration that was already run, then draws at random (Optuna's
+# RandomSampler, seeded) up to RANDOM_DRAWS times; only then does the space
+# count as used up.
 RETRIES = 20
+RANDOM_DRAWS = 1000
 
 
 class Search:
@@ -104,6 +107,15 @@ class BayesSearch(Search):
             values = {**self._fixed, **{p.name: _finish(p, params[p.name]) for p in self._swept}}
             if _key(values) not in seen:
                 return values, {"proposal": params, "config": values}
+        # TPE keeps returning to what it has run (a small or well-explored
+        # space): take an unexplored configuration at random instead.
+        sampler = self._optuna.samplers.RandomSampler(seed=self.seed * 1_000_003 + index)
+        study = self._optuna.create_study(sampler=sampler)
+        for _ in range(RANDOM_DRAWS):
+            params = study.ask(self._dists).params
+            values = {**self._fixed, **{p.name: _finish(p, params[p.name]) for p in self._swept}}
+            if _key(values) not in seen:
+                return values, {"proposal": params, "config": values, "random": True}
         return None
 
     def _ask(self, index, attempt, records, pending):
