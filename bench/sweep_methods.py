@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.sweep_methods \\
         random=reports/sweep_fashion_mnist bayes=reports/sweep_fashion_mnist_bayes \\
-        "bayes + hyperband=reports/sweep_fashion_mnist_bayes_hyperband"
+        "bayes + hyperband=reports/sweep_fashion_mnist_bayes_hyperband" \
+        --notes reports/sweep_methods_notes.md
 
 reads the ``results.jsonl`` of finished sweeps (nothing is trained) and
 writes ``reports/sweep_methods.md`` and ``reports/figures/sweep_methods.png``.
@@ -48,6 +49,8 @@ def main(argv=None):
                         help="the sweep whose best validation accuracy is the target "
                              "(default: the first)")
     parser.add_argument("--out", default="reports")
+    parser.add_argument("--notes", default=None, metavar="FILE",
+                        help="a Markdown file appended to the report (how the sweeps were run)")
     args = parser.parse_args(argv)
     sweeps = {}
     for item in args.sweeps:
@@ -58,12 +61,14 @@ def main(argv=None):
     target_name = args.target_from or next(iter(sweeps))
     target = sweeps[target_name][2][-1]
     out = Path(args.out)
+    command = " ".join(f'"{a}"' if " " in a else a for a in args.sweeps)
+    if args.notes:
+        command += f" --notes {args.notes}"
     lines = [
         "# Sweep methods on the classic Fashion-MNIST space",
         "",
-        "Reproduce: `.venv/bin/python -m bench.sweep_methods " + " ".join(
-            f'"{a}"' if " " in a else a for a in args.sweeps) + "` (reads the results; the "
-        "sweeps themselves: the commands in the README).",
+        f"Reproduce: `.venv/bin/python -m bench.sweep_methods {command}` (reads the results; "
+        "the sweeps themselves: the commands below).",
         "",
         f"Target: the best validation accuracy of `{target_name}`, {target:.2%}. Worker-minutes "
         "add up the wall time of every run (compute, whatever the number of workers).",
@@ -81,6 +86,8 @@ def main(argv=None):
             f"| {best['test_accuracy']:.2%} | {n if n else 'not reached'} "
             f"| {f'{m:.1f}' if m else '-'} | {stopped} |")
     lines += ["", "![best so far](figures/sweep_methods.png)", ""]
+    if args.notes:
+        lines += [Path(args.notes).read_text().rstrip(), ""]
     _plot(sweeps, target, out / "figures" / "sweep_methods.png")
     atomic_write_bytes(out / "sweep_methods.md", ("\n".join(lines) + "\n").encode())
     print(f"wrote {out / 'sweep_methods.md'}", file=sys.stderr)
