@@ -67,14 +67,15 @@ def main(argv=None):
     lines = [
         "# Sweep methods on the classic Fashion-MNIST space",
         "",
-        f"Reproduce: `.venv/bin/python -m bench.sweep_methods {command}` (reads the results; "
-        "the sweeps themselves: the commands below).",
+        (f"Reproduce: `.venv/bin/python -m bench.sweep_methods {command}` (reads the results; "
+         "the sweeps themselves: the commands below)."),
         "",
-        f"Target: the best validation accuracy of `{target_name}`, {target:.2%}. Worker-minutes "
-        "add up the wall time of every run (compute, whatever the number of workers).",
+        (f"Target: the best validation accuracy of `{target_name}`, {target:.2%}. "
+         "Worker-minutes add up the wall time of every run (compute, whatever the number of "
+         "workers)."),
         "",
-        "| method | runs | worker-minutes | best val_accuracy | its test accuracy "
-        "| runs to reach the target | worker-minutes to reach it | stopped early |",
+        ("| method | runs | worker-minutes | best val_accuracy | its test accuracy "
+         "| runs to reach the target | worker-minutes to reach it | stopped early |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, (runs, minutes, bests, records) in sweeps.items():

@@ -8,11 +8,10 @@ from bench import sweep_methods
 def _results(path, rows):
     path.mkdir()
     with open(path / "results.jsonl", "w") as f:
-        for i, (status, val, secs) in enumerate(rows):
-            f.write(json.dumps({"index": i, "run_id": f"{i:04d}", "status": status,
+        f.writelines(json.dumps({"index": i, "run_id": f"{i:04d}", "status": status,
                                 "val_accuracy": val,
                                 "test_accuracy": None if val is None else val - 0.01,
-                                "wall_time": secs, "config": {}}) + "\n")
+                                "wall_time": secs, "config": {}}) + "\n" for i, (status, val, secs) in enumerate(rows))
 
 
 def test_runs_and_minutes_to_reach_the_target(tmp_path):

@@ -17,7 +17,6 @@ import zlib
 
 import numpy as np
 
-
 # What reading a damaged zip member can raise: zipfile's own errors, an
 # unsupported compression method (NotImplementedError), an "encrypted" flag
 # (RuntimeError), broken deflate data (zlib.error), and NumPy's header parser.
