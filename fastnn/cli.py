@@ -175,6 +175,9 @@ def build_parser():
     sw.add_argument("--wandb-sweep", action="store_true",
                     help="register the sweep with the W&B server and run an agent on it")
     sw.add_argument("--count", type=int, default=None, help="runs for this W&B agent")
+    sw.add_argument("--retry-failed", action="store_true",
+                    help="when resuming, run again the runs that failed with an error "
+                         "(diverged runs are results and stay)")
     _add_kernels_arg(sw)
 
     pr = sub.add_parser("predict", help="classify PNG/JPEG images with a saved model",
@@ -460,7 +463,8 @@ def cmd_sweep(args, out):
         records = sweep.run_sweep(spec, results, dataset=args.dataset, data_dir=args.data_dir,
                                   workers=args.workers, seed=args.seed,
                                   val_fraction=args.val_fraction, wandb=wandb_opts,
-                                  on_result=progress, kernels=args.kernels)
+                                  on_result=progress, kernels=args.kernels,
+                                  retry_failed=args.retry_failed)
     except KeyboardInterrupt:
         done = len(sweep.read_results(results))
         print(f"interrupted: {done} finished runs kept in {results}; run the same command "

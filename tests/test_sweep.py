@@ -208,3 +208,27 @@ def test_shipped_bayes_files_search_the_classic_space(name, brackets):
 def test_non_string_keys_are_sweep_errors(tmp_path, text):
     with pytest.raises(sweep.SweepError, match="unknown"):
         sweep.load_spec(write(tmp_path, text))
+
+
+def test_retry_failed_runs_a_failed_run_again_and_its_new_record_wins(tmp_path, capsys):
+    spec_path = write(tmp_path, TINY)
+    results = tmp_path / "r"
+    sweep.run_sweep(sweep.load_spec(spec_path), results, workers=2)
+    # make run 1 look as if it had crashed
+    path = results / sweep.RESULTS_FILE
+    lines = path.read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    crashed = next(r for r in records if r["index"] == 1)
+    crashed.update(status="failed", error="MemoryError: simulated")
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert main(["sweep", str(spec_path), "--results", str(results)]) == 0
+    by_index = {r["index"]: r for r in sweep.read_results(results)}
+    assert by_index[1]["status"] == "failed"  # not retried by default
+    capsys.readouterr()
+    assert main(["sweep", str(spec_path), "--results", str(results), "--retry-failed"]) == 0
+    out = capsys.readouterr().out
+    assert "[4/4]" in out and "1 failed" not in out
+    after = sweep.read_results(results)
+    assert [r["index"] for r in after] == [r["index"] for r in records]  # one per run
+    assert next(r for r in after if r["index"] == 1)["status"] == "finished"
+    assert len(path.read_text().splitlines()) == 5  # the log keeps both lines

@@ -118,7 +118,7 @@ def _run_one(task):
 
 
 def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, seed=0,
-              val_fraction=0.1, wandb=None, on_result=None, kernels=None):
+              val_fraction=0.1, wandb=None, on_result=None, kernels=None, retry_failed=False):
     """Run (or resume) a sweep; return the list of all run records.
 
     Parameters
@@ -142,6 +142,10 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
         Kernel set of every run (default ``$FASTNN_KERNELS`` or ``auto``);
         checked here, before any run starts. Workers load compiled kernels
         from the shared disk cache.
+    retry_failed : bool
+        Run again the recorded runs whose status is ``failed`` (an error,
+        not a divergence); the new record is appended and supersedes the
+        old one (see :func:`read_results`).
     """
     from .. import datasets
 
@@ -158,7 +162,8 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     search = searches.make(spec, seed, workers)  # checks what the search needs, first
     results_dir = _check_results_dir(results_dir, spec, seed, dataset)
     records = read_results(results_dir)
-    recorded = {r["index"]: r for r in records if "index" in r}
+    recorded = {r["index"]: r for r in records if "index" in r
+                and not (retry_failed and r.get("status") == "failed")}
     if all(i in recorded for i in range(search.total)):
         return records
 
@@ -195,14 +200,14 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
                 records.append(record)
                 _keep_top_models(results_dir, records, spec)
                 if on_result is not None:
-                    on_result(record, len(records), search.total)
+                    on_result(record, len(recorded), search.total)
         pool.close()
     except BaseException:
         pool.terminate()
         raise
     finally:
         pool.join()
-    return records
+    return read_results(results_dir)
 
 
 def _schedule(pool, search, recorded, workers, dataset, seed, stopper=None, early=None):

@@ -28,7 +28,13 @@ def run_id(index, config):
 
 
 def read_results(results_dir):
-    """All run records of a results directory; a torn last line is skipped with a warning."""
+    """The run records of a results directory, one per run, in the order they were written.
+
+    results.jsonl is an append log: a run retried with ``retry_failed``
+    appends a second line for its index, and the last line of a run is the
+    one returned (at the place of its first). A torn last line is skipped
+    with a warning.
+    """
     path = Path(results_dir) / RESULTS_FILE
     if not path.exists():
         return []
@@ -42,7 +48,16 @@ def read_results(results_dir):
         except (json.JSONDecodeError, UnicodeDecodeError):
             warnings.warn(f"{path}: skipping unreadable line {i + 1} (a run cut off mid-write)",
                           stacklevel=2)
-    return records
+    latest = {r["index"]: r for r in records if isinstance(r, dict) and "index" in r}
+    out, placed = [], set()
+    for r in records:
+        index = r.get("index") if isinstance(r, dict) else None
+        if index is None:
+            out.append(r)
+        elif index not in placed:
+            placed.add(index)
+            out.append(latest[index])
+    return out
 
 
 def _objective(record, metric, goal):
