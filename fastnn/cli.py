@@ -175,6 +175,9 @@ def build_parser():
     sw.add_argument("--wandb-sweep", action="store_true",
                     help="register the sweep with the W&B server and run an agent on it")
     sw.add_argument("--count", type=int, default=None, help="runs for this W&B agent")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="run on a Dask cluster (tcp://HOST:8786 or tls://...) instead of "
+                         "local worker processes; needs fastnn[dask]")
     sw.add_argument("--retry-failed", action="store_true",
                     help="when resuming, run again the runs that failed with an error "
                          "(diverged runs are results and stay)")
@@ -464,7 +467,7 @@ def cmd_sweep(args, out):
                                   workers=args.workers, seed=args.seed,
                                   val_fraction=args.val_fraction, wandb=wandb_opts,
                                   on_result=progress, kernels=args.kernels,
-                                  retry_failed=args.retry_failed)
+                                  retry_failed=args.retry_failed, scheduler=args.scheduler)
     except KeyboardInterrupt:
         done = len(sweep.read_results(results))
         print(f"interrupted: {done} finished runs kept in {results}; run the same command "

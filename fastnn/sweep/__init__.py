@@ -18,7 +18,9 @@ written by the parent process when the run ends (so lines never interleave)
 and flushed; re-running the same sweep skips the runs already recorded.
 
 The package has one module per concern: :mod:`.spec` (the file format),
-:mod:`.results` (the results log), :mod:`.local` (worker processes) and
+:mod:`.search` (grid, random, bayes), :mod:`.hyperband` (early termination),
+:mod:`.results` (the results log), :mod:`.local` (worker processes and the
+scheduling loop), :mod:`.dask_executor` (a Dask cluster) and
 :mod:`.wandb_server` (the W&B server). A new search or executor is one new
 module.
 """

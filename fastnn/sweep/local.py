@@ -118,7 +118,8 @@ def _run_one(task):
 
 
 def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, seed=0,
-              val_fraction=0.1, wandb=None, on_result=None, kernels=None, retry_failed=False):
+              val_fraction=0.1, wandb=None, on_result=None, kernels=None, retry_failed=False,
+              scheduler=None):
     """Run (or resume) a sweep; return the list of all run records.
 
     Parameters
@@ -146,8 +147,12 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
         Run again the recorded runs whose status is ``failed`` (an error,
         not a divergence); the new record is appended and supersedes the
         old one (see :func:`read_results`).
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://HOST:8786``, ``tls://...``):
+        the runs go to its workers instead of local processes (see
+        :mod:`fastnn.sweep.dask_executor`); ``workers`` defaults to the
+        cluster's worker threads.
     """
-    from .. import datasets
 
     kernels = _jit.resolve(kernels)
     datasets_in_spec = {p.values[0] for p in spec.params if p.name == "dataset"}
@@ -158,8 +163,29 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     if any(p.name == "dtype" and len(p.values) != 1 for p in spec.params):
         raise SweepError("a sweep runs in one dtype: give dtype one value")
     n_cpus = _threads.available_cpus()
+    client = None
+    if scheduler is not None:
+        from . import dask_executor
+
+        if spec.hyperband is not None:
+            raise SweepError("early_terminate is not supported with --scheduler yet: run the "
+                             "sweep locally, or drop early_terminate")
+        client = dask_executor.connect(scheduler)
+        workers = workers or max(1, sum(client.nthreads().values()))
     workers = workers or n_cpus
-    search = searches.make(spec, seed, workers)  # checks what the search needs, first
+    try:
+        search = searches.make(spec, seed, workers)  # checks what the search needs, first
+        return _run(spec, search, results_dir, client, dataset, data_dir, workers, seed,
+                    val_fraction, wandb, on_result, kernels, retry_failed, n_cpus, dtypes)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run(spec, search, results_dir, client, dataset, data_dir, workers, seed, val_fraction,
+         wandb, on_result, kernels, retry_failed, n_cpus, dtypes):
+    from .. import datasets
+
     results_dir = _check_results_dir(results_dir, spec, seed, dataset)
     records = read_results(results_dir)
     recorded = {r["index"]: r for r in records if "index" in r
@@ -167,12 +193,20 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     if all(i in recorded for i in range(search.total)):
         return records
 
-    split = datasets.prepare(dataset, data_dir=data_dir, dtype=dtypes.pop() if dtypes else
-                             "float32", val_fraction=val_fraction, seed=seed)
-    workers = min(workers, search.total - len(recorded))
-    threads = max(1, n_cpus // workers)
+    dtype = dtypes.pop() if dtypes else "float32"
     results_path = results_dir / RESULTS_FILE
     _drop_torn_tail(results_path)
+    if client is not None:
+        from .dask_executor import DaskPool
+
+        pool = DaskPool(client, (dataset, None if data_dir is None else str(data_dir), dtype,
+                                 val_fraction, seed, kernels, wandb), results_dir)
+        return _record_all(pool, spec, search, recorded, records, results_dir, workers, dataset,
+                           seed, on_result)
+    split = datasets.prepare(dataset, data_dir=data_dir, dtype=dtype,
+                             val_fraction=val_fraction, seed=seed)
+    workers = min(workers, search.total - len(recorded))
+    threads = max(1, n_cpus // workers)
 
     import multiprocessing as mp
 
@@ -189,6 +223,14 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
                  ctx.Array("l", search.total, lock=False))
     pool = ctx.Pool(workers, initializer=_init_worker,
                     initargs=(split, threads, dataset, wandb, str(results_dir), kernels, early))
+    return _record_all(pool, spec, search, recorded, records, results_dir, workers, dataset,
+                       seed, on_result, stopper, early)
+
+
+def _record_all(pool, spec, search, recorded, records, results_dir, workers, dataset, seed,
+                on_result, stopper=None, early=None):
+    """Run the sweep on ``pool``; append every record to results.jsonl as it arrives."""
+    results_path = Path(results_dir) / RESULTS_FILE
     try:
         with open(results_path, "ab") as out:
             for record in _schedule(pool, search, recorded, workers, dataset, seed,
