@@ -147,6 +147,9 @@ class Network:
         self._half = self.dtype.type(0.5)
         self._one = self.dtype.type(1.0)
         self._two_over_k = self.dtype.type(2.0 / self.n_classes)
+        self._wd = self.dtype.type(self.weight_decay)
+        self._drop_p = self.dtype.type(self.dropout)
+        self._drop_scale = self.dtype.type(1.0 / (1.0 - self.dropout))
         self._terms_per_row = 1 if self.loss_name == "cross_entropy" else self.n_classes
         self._inv = _Reciprocals(self.dtype)
         return self
@@ -237,9 +240,8 @@ class Network:
         self._dropout_rng.random(dtype=self.dtype, out=mask)
         dropped = layer.dropped[:n]
         if self.kernels == "numba":
-            self._optional_kernel(_dropout_fused)(
-                a, mask, dropped, self.dtype.type(self.dropout),
-                self.dtype.type(1.0 / (1.0 - self.dropout)))
+            self._optional_kernel(_dropout_fused)(a, mask, dropped, self._drop_p,
+                                                  self._drop_scale)
             return dropped
         np.greater_equal(mask, self.dropout, out=mask)
         mask *= 1.0 / (1.0 - self.dropout)
@@ -271,10 +273,9 @@ class Network:
 
     def _add_weight_decay_grad(self):
         if self.kernels == "numba":
-            wd = self.dtype.type(self.weight_decay)
             axpy = self._optional_kernel(_add_scaled_fused)
             for layer in self.layers:
-                axpy(layer.dW.reshape(-1), layer.W.reshape(-1), wd)
+                axpy(layer.dW.reshape(-1), layer.W.reshape(-1), self._wd)
             return
         if self._wd_scratch is None:
             self._wd_scratch = np.empty_like(self._flat)

@@ -43,24 +43,24 @@ def find_data(name):
     return where.parent if kind == "npz" else where["train_images"].parent
 
 
+def _data_or_skip(name, label, hint):
+    found = find_data(name)
+    if found is None:
+        pytest.skip(f"{label} not found in {SHARED_DATA} nor where `fastnn data --no-download` "
+                    f"looks ({hint})")
+    return found
+
+
 @pytest.fixture(scope="session")
 def fashion_data():
     """A data_dir holding Fashion-MNIST (skips, saying where it looked, if none)."""
-    found = find_data("fashion_mnist")
-    if found is None:
-        pytest.skip(f"Fashion-MNIST not found in {SHARED_DATA} nor where `fastnn data "
-                    "--no-download` looks (run `make data` or `fastnn data`)")
-    return found
+    return _data_or_skip("fashion_mnist", "Fashion-MNIST", "run `make data` or `fastnn data`")
 
 
 @pytest.fixture(scope="session")
 def mnist_data():
     """A data_dir holding MNIST (the 10k-image training subset in ../shared/data/mnist)."""
-    found = find_data("mnist")
-    if found is None:
-        pytest.skip(f"MNIST not found in {SHARED_DATA} nor where `fastnn data --no-download` "
-                    "looks (`fastnn data mnist` downloads it)")
-    return found
+    return _data_or_skip("mnist", "MNIST", "`fastnn data mnist` downloads it")
 
 
 @pytest.fixture

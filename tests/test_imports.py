@@ -14,7 +14,8 @@ PACKAGE = Path(fastnn.__file__).parent
 
 def test_import_fastnn_loads_no_optional_or_heavy_package():
     code = ("import sys, fastnn; heavy = ['wandb', 'matplotlib', 'pandas', 'sklearn', 'tqdm', "
-            "'torch', 'tensorflow', 'keras', 'jax', 'numba', 'llvmlite']; "
+            "'torch', 'tensorflow', 'keras', 'jax', 'numba', 'llvmlite', 'optuna', 'dask', "
+            "'distributed']; "
             "print(','.join(m for m in heavy if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == ""
