@@ -23,6 +23,7 @@ median over rounds of samples per second of a shuffled pass over the data.
 
 import argparse
 import functools
+import gc
 import itertools
 import json
 import os
@@ -273,12 +274,9 @@ def step_vs_products(width, batch, kernels):
             if i:
                 np.matmul(acts[i + 1], W.T, out=outs[i])
 
-    def step():
-        net.train_step_(X, y)
-        opt.step(net.grads)
-
+    step, threads = training_step(net, opt, X, y)
     repeat = max(3, 20000 // batch)
-    with blas_threads(blas_threads_for(net, batch, _threads.resolve())):
+    with blas_threads(threads):
         step()
         products()
         t_step = t_prod = float("inf")
@@ -286,6 +284,26 @@ def step_vs_products(width, batch, kernels):
             t_step = min(t_step, _timed(step, repeat))
             t_prod = min(t_prod, _timed(products, repeat))
     return t_step, t_prod
+
+
+def training_step(net, opt, X, y):
+    """One training step on (X, y) as fit() runs it, and the BLAS threads fit() gives it.
+
+    The numba kernels run the step compiled whole (Network.compiled_step),
+    on the whole thread budget; the NumPy kernels run the Python step.
+    """
+    budget = _threads.resolve()
+    y = np.ascontiguousarray(y, dtype=np.intp)
+    compiled = net.compiled_step(opt, X, y, X.shape[0])
+    if compiled is not None:
+        idx = np.arange(X.shape[0])
+        return (lambda: compiled(idx)), budget
+
+    def step():
+        net.train_step_(X, y)
+        opt.step(net.grads)
+
+    return step, blas_threads_for(net, X.shape[0], budget)
 
 
 def copy_bandwidth(n):
@@ -365,14 +383,14 @@ def step_memory(width, batch, kernels, steps=200):
     rng = np.random.default_rng(0)
     X = rng.random((batch, 784), dtype=np.float32)
     y = rng.integers(0, 10, batch)
+    step, _ = training_step(net, opt, X, y)
     for _ in range(10):
-        net.train_step_(X, y)
-        opt.step(net.grads)
+        step()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     for _ in range(steps):
-        net.train_step_(X, y)
-        opt.step(net.grads)
+        step()
+    gc.collect()  # numba's dispatcher leaves small reference cycles the collector frees
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     return sum(s.size_diff for s in after.compare_to(before, "filename"))

@@ -33,6 +33,7 @@ import os
 import re
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 from .errors import ConfigError
@@ -155,6 +156,88 @@ def compiled(func, dtype_name):
 
     signature = _FLOAT.sub(dtype_name, func.numba_signature)
     return numba.njit(signature, cache=True, nogil=True, error_model="numpy")(func)
+
+
+@functools.cache
+def _lazy(func):
+    """``func`` as a numba dispatcher typed at its first compile, its kernel calls too.
+
+    Every global that ``func`` calls and that is itself marked with
+    :func:`fused` is replaced, in a copy of ``func``'s globals, by its own
+    lazy dispatcher, so a composite kernel (the compiled training step) calls
+    the very loops the Python step calls, compiled into one program.
+    """
+    import numba
+
+    names = {}
+    for name in func.__code__.co_names:
+        obj = func.__globals__.get(name)
+        if obj is call_c:
+            names[name] = _call_c_intrinsic()
+        elif hasattr(obj, "numba_signature"):
+            names[name] = _lazy(obj)
+    if names:
+        func_globals = {**func.__globals__, **names}
+        rebuilt = types.FunctionType(func.__code__, func_globals, func.__name__,
+                                     func.__defaults__, func.__closure__)
+        rebuilt.__qualname__ = func.__qualname__
+        rebuilt.__module__ = func.__module__
+        func = rebuilt
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+
+
+def call_c(address, args):
+    """Call the C function at ``address`` (an int) with the tuple ``args``; compiled code only.
+
+    In a composite kernel this becomes a direct call through the pointer,
+    its C prototype read off the argument types: pass int32/int64 and
+    float32/float64 values of exactly the C types, and pointers as
+    ``array.ctypes.data``. Unlike a ctypes function object, an address
+    costs nothing to pass into a compiled function (numba takes ~50 us to
+    type a ctypes function argument at every call) and does not tie the
+    disk cache to one process's memory layout.
+    """
+    raise TypeError("call_c only works inside a compiled kernel")
+
+
+@functools.cache
+def _call_c_intrinsic():
+    from llvmlite import ir
+    from numba import types as nb_types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def call_c_intrinsic(typingctx, address, args):
+        if not isinstance(address, nb_types.Integer) or not isinstance(args, nb_types.BaseTuple):
+            return None
+
+        def codegen(context, builder, sig, llargs):
+            target, packed = llargs
+            values = [builder.extract_value(packed, i) for i in range(len(args))]
+            fnty = ir.FunctionType(ir.VoidType(), [v.type for v in values])
+            builder.call(builder.inttoptr(target, fnty.as_pointer()), values)
+            return context.get_dummy_value()
+
+        return nb_types.void(address, args), codegen
+
+    return call_c_intrinsic
+
+
+def compiled_for(func, args):
+    """``func`` (a composite kernel) compiled for the types of ``args``, now.
+
+    For kernels whose arguments cannot be spelled as a signature string (a
+    ctypes BLAS function, read-only input arrays): the caller passes the
+    arrays it will call with, so nothing compiles later inside a loop.
+    Cached on disk like :func:`compiled`.
+    """
+    if not numba_available():
+        raise ConfigError(f"the numba kernels need numba: {INSTALL_HINT}")
+    import numba
+
+    dispatcher = _lazy(func)
+    dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
+    return dispatcher
 
 
 def kernel_dtype(dtype):

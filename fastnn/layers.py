@@ -33,11 +33,17 @@ class Dense:
     def n_params(n_in, n_out):
         return n_in * n_out + n_out
 
-    def allocate(self, capacity, dtype):
-        """(Re)allocate the batch buffers for up to ``capacity`` rows."""
-        self.z = np.empty((capacity, self.n_out), dtype=dtype)
-        self.delta = np.empty((capacity, self.n_out), dtype=dtype)
-        self.scratch = np.empty((capacity, self.n_out), dtype=dtype)
+    def allocate(self, capacity, dtype, z=None, delta=None):
+        """(Re)allocate the batch buffers for up to ``capacity`` rows.
+
+        ``z`` and ``delta``, when given, are 1-D blocks of ``capacity *
+        n_out`` elements to view instead (the network lays every layer's
+        buffers end to end in one array, which the compiled step reads).
+        """
+        shape = (capacity, self.n_out)
+        self.z = np.empty(shape, dtype=dtype) if z is None else z.reshape(shape)
+        self.delta = np.empty(shape, dtype=dtype) if delta is None else delta.reshape(shape)
+        self.scratch = np.empty(shape, dtype=dtype)
 
     def forward(self, a_prev, n):
         """Return ``z[:n] = a_prev @ W + b`` (a_prev has n rows)."""

@@ -4,10 +4,21 @@ import itertools
 
 import numpy as np
 
-from . import _checks, _jit, activations, losses
-from ._jit import fused
+from . import _blas, _checks, _jit, activations, losses, optimizers
+from ._jit import call_c, fused
+from .activations import (
+    _identity_backward_fused,
+    _identity_forward_fused,
+    _relu_backward_fused,
+    _relu_forward_fused,
+    _sigmoid_backward_fused,
+    _sigmoid_forward_fused,
+    _tanh_backward_fused,
+    _tanh_forward_fused,
+)
 from .errors import ConfigError
 from .layers import Dense
+from .losses import _softmax_cross_entropy_fused, _softmax_squared_error_fused
 
 WEIGHT_INITS = ("random", "xavier", "he")
 RANDOM_INIT_STD = 0.01
@@ -198,12 +209,26 @@ class Network:
         """Allocate batch buffers for at least ``n`` rows (only grows)."""
         if n <= self._capacity:
             return
-        for layer in self.layers:
-            layer.allocate(n, self.dtype)
-        if self.dropout:
-            for layer in self.layers[:-1]:
-                layer.mask = np.empty((n, layer.n_out), dtype=self.dtype)
-                layer.dropped = np.empty((n, layer.n_out), dtype=self.dtype)
+        # Every layer's z (and delta) rows lie end to end in one array, the
+        # dropout buffers of the hidden layers in two more: the compiled step
+        # (_train_step_fused) takes the blocks and finds each layer in them.
+        widths = [layer.n_out for layer in self.layers]
+        self._z_all = np.empty(n * sum(widths), dtype=self.dtype)
+        self._delta_all = np.empty_like(self._z_all)
+        n_hidden = n * sum(widths[:-1]) if self.dropout else 0
+        self._mask_all = np.empty(n_hidden, dtype=self.dtype)
+        self._dropped_all = np.empty(n_hidden, dtype=self.dtype)
+        start = hidden = 0
+        for i, layer in enumerate(self.layers):
+            size = n * layer.n_out
+            layer.allocate(n, self.dtype, self._z_all[start:start + size],
+                           self._delta_all[start:start + size])
+            start += size
+            if self.dropout and i != len(self.layers) - 1:
+                shape = (n, layer.n_out)
+                layer.mask = self._mask_all[hidden:hidden + size].reshape(shape)
+                layer.dropped = self._dropped_all[hidden:hidden + size].reshape(shape)
+                hidden += size
         self._row_buf = np.empty((n, 1), dtype=self.dtype)
         self._rows = np.arange(n, dtype=np.intp)
         self._ones = np.ones(n, dtype=self.dtype)
@@ -324,6 +349,25 @@ class Network:
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
         loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n])
         return loss, n_correct
+
+    def compiled_step(self, optimizer, X, y, batch_size, update=True):
+        """The whole training step as one compiled call, or None where it does not apply.
+
+        Returns a :class:`CompiledStep` for the numba kernel set (None with
+        the NumPy kernels, without numba, or without access to NumPy's BLAS).
+        It gathers a batch of rows of ``X``/``y`` (already validated: the
+        network dtype, C-contiguous; intp labels), runs forward, loss and
+        backward, and, when ``update`` is true and ``optimizer`` is one of
+        the six built-in optimizers bound to this network's parameters with
+        the numba kernels, the optimizer's update too. Compiles (or loads
+        from the disk cache) here, for the types of ``X`` and ``y``.
+        """
+        if self.kernels != "numba" or _jit.kernel_dtype(self.dtype) is None:
+            return None
+        gemm, gemv = _blas.gemm(self.dtype.name), _blas.gemv(self.dtype.name)
+        if gemm is None or gemv is None:
+            return None
+        return CompiledStep(self, optimizer, X, y, batch_size, update, gemm, gemv)
 
     # ------------------------------------------------------------- public API
     def _check_X(self, X):
@@ -461,6 +505,72 @@ class Network:
                 f"loss={self.loss_name!r}, dtype={self.dtype.name!r})")
 
 
+class CompiledStep:
+    """A training step compiled whole (see :meth:`Network.compiled_step`).
+
+    Call it with the row indices of a batch; it returns ``(loss, n_correct)``
+    as :meth:`Network.train_step_` does, with ``net.grads`` filled, and
+    with the optimizer's update applied when :attr:`updates` is true
+    (otherwise the caller runs ``optimizer.step``). When the loss is not
+    finite nothing is updated and the optimizer's step count is left as it
+    was, as in the Python loop, which stops before the update.
+    """
+
+    def __init__(self, net, optimizer, X, y, batch_size, update, gemm, gemv):
+        self.net = net
+        self.optimizer = optimizer
+        self.X, self.y = X, y
+        net._ensure_capacity(batch_size)
+        code = getattr(type(optimizer), "_step_code", None)
+        fusable = (update and code is not None
+                   and type(optimizer)._fused is _UPDATE_KERNELS[code]
+                   and getattr(optimizer, "kernels", None) == "numba"
+                   and len(optimizer._targets) == 1 and optimizer._targets[0] is net._flat
+                   and (optimizer.threads == 1
+                        or net.n_params < optimizers.PARALLEL_MIN_SIZE))
+        self.updates = bool(fusable)
+        empty = np.empty(0, dtype=net.dtype)
+        state = [optimizer.state[name][0] for name in optimizer._state_names] if fusable else []
+        state = (state + [empty, empty])[:2]
+        self._codes = np.array([_ACTIVATION_CODES[net.activation], _LOSS_CODES[net.loss_name],
+                                code if fusable else _NO_UPDATE, bool(net.dropout),
+                                bool(net.weight_decay), net._capacity], dtype=np.int64)
+        self._consts = np.zeros(_F_UPDATE + 5, dtype=net.dtype)
+        self._consts[:_F_INV_N] = (net._half, net._one, net._two_over_k, net._wd, net._drop_p,
+                                   net._drop_scale)
+        self._out = np.zeros(4)
+        self._xb = np.empty(batch_size * net.n_features, dtype=net.dtype)
+        self._yb = np.empty(batch_size, dtype=np.intp)
+        self._sizes = np.array(net.layer_sizes, dtype=np.intp)
+        self._hidden_masks = [layer.mask for layer in net.layers[:-1]] if net.dropout else []
+        self._args = (gemm, gemv, X, y, self._xb, self._yb,
+                      net._flat, net._flat_grad, self._sizes, net._z_all, net._delta_all,
+                      net._mask_all, net._dropped_all, net._ones, *state, self._codes,
+                      self._consts, self._out)
+        idx = np.zeros(1, dtype=np.intp)
+        self._kernel = _jit.compiled_for(_train_step_fused, (gemm, gemv, X, y, idx,
+                                                              *self._args[4:]))
+
+    def __call__(self, idx):
+        net, consts, out = self.net, self._consts, self._out
+        n = idx.shape[0]
+        consts[_F_INV_N] = net._inv[n]
+        if self.updates:
+            consts[_F_UPDATE:_F_UPDATE + 5] = 0
+            scalars = self.optimizer._advance()
+            consts[_F_UPDATE:_F_UPDATE + len(scalars)] = scalars
+        rng = net._dropout_rng
+        for mask in self._hidden_masks:
+            rng.random(dtype=net.dtype, out=mask[:n])
+        penalty = net._penalty()
+        out[3] = penalty
+        a = self._args
+        self._kernel(a[0], a[1], a[2], a[3], idx, *a[4:])
+        if self.updates and not out[2]:
+            self.optimizer._retreat()
+        return out[0] / (n * net._terms_per_row) + penalty, int(out[1])
+
+
 class _Reciprocals(dict):
     """1/n in the network dtype, made once per batch size (``inv[n]``)."""
 
@@ -489,6 +599,184 @@ def _dropout_fused(a, mask, dropped, p, scale):
             m = scale if mask[i, j] >= p else zero
             mask[i, j] = m
             dropped[i, j] = a[i, j] * m
+
+
+# ------------------------------------------------ the compiled training step
+# Codes the compiled step dispatches on (one compiled program serves every
+# network: a code branch costs nothing next to a pass over an array).
+_ACTIVATION_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3}
+_LOSS_CODES = {"cross_entropy": 0, "mean_squared_error": 1}
+# The fused update of each optimizer, by its ``_step_code``.
+_sgd_fused = optimizers.SGD._fused
+_momentum_fused = optimizers.Momentum._fused
+_rmsprop_fused = optimizers.RMSProp._fused
+_adam_fused = optimizers.Adam._fused
+_nadam_fused = optimizers.Nadam._fused
+_UPDATE_KERNELS = (_sgd_fused, _momentum_fused, _rmsprop_fused, _adam_fused, _nadam_fused)
+# Layout of the small arrays the step reads its settings from.
+_C_ACT, _C_LOSS, _C_UPDATE, _C_DROP, _C_DECAY, _C_CAPACITY = range(6)
+_F_HALF, _F_ONE, _F_TWO_OVER_K, _F_DECAY, _F_DROP_P, _F_DROP_SCALE, _F_INV_N = range(7)
+_F_UPDATE = 7  # the optimizer's scalars follow (at most five)
+_NO_UPDATE = -1
+
+
+@fused(None)
+def _matmul(gemm, a, b, c, trans_a, trans_b, one):
+    """``c = op(a) @ op(b)`` through NumPy's BLAS (:mod:`fastnn._blas`); C-contiguous 2-D."""
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    order = np.int32(_blas.ROW_MAJOR)
+    no, yes = np.int32(_blas.NO_TRANS), np.int32(_blas.TRANS)
+    call_c(gemm, (order, yes if trans_a else no, yes if trans_b else no, np.int64(m),
+                  np.int64(n), np.int64(k), one, a.ctypes.data, np.int64(a.shape[1]),
+                  b.ctypes.data, np.int64(b.shape[1]), one - one, c.ctypes.data, np.int64(n)))
+
+
+@fused(None)
+def _column_sums(gemv, delta, ones, db, one):
+    """``db = ones @ delta`` as the matrix-vector product NumPy's ``np.dot`` runs."""
+    n, k = delta.shape
+    call_c(gemv, (np.int32(_blas.ROW_MAJOR), np.int32(_blas.TRANS), np.int64(n), np.int64(k),
+                  one, delta.ctypes.data, np.int64(k), ones.ctypes.data, np.int64(1), one - one,
+                  db.ctypes.data, np.int64(1)))
+
+
+@fused(None)
+def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, delta_all,
+                      mask_all, dropped_all, ones, state0, state1, codes, consts, out):
+    """One whole training step in one compiled call; reads like the Python step.
+
+    Gather rows ``idx`` of (X, y) into (xb, yb); forward (product, then
+    bias + activation + dropout, :meth:`Network._forward`); softmax + loss
+    (:meth:`Network._loss_and_delta`); backward (:meth:`Network._backward`)
+    with the weight-decay gradient; then, unless ``codes[_C_UPDATE]`` is
+    ``_NO_UPDATE``, the optimizer's fused update of each layer as soon as
+    its gradient is complete (while it is still in cache), which is the
+    same arithmetic as one pass over the flat vector. Dropout masks hold
+    uniform draws on entry (drawn by the caller from the network's NumPy
+    generator, so both steps see the same masks).
+
+    ``out`` receives (summed loss, number correct, 1.0 if the step ran
+    backward and the update, 0.0 if the loss was not finite and nothing
+    was changed). Every product is the BLAS call NumPy makes for it, so
+    results equal the Python step's with the numba kernels bit for bit.
+    """
+    n = idx.size
+    n_features = X.shape[1]
+    act = codes[_C_ACT]
+    update = codes[_C_UPDATE]
+    drop = codes[_C_DROP] != 0
+    capacity = codes[_C_CAPACITY]
+    half, one = consts[_F_HALF], consts[_F_ONE]
+    zero = one - one
+    for i in range(n):
+        row = idx[i]
+        yb[i] = y[row]
+        for j in range(n_features):
+            xb[i * n_features + j] = X[row, j]
+    x = xb[:n * n_features].reshape((n, n_features))
+    labels = yb[:n]
+    n_layers = sizes.size - 1
+
+    # forward
+    a = x
+    p_start = z_start = h_start = 0
+    for layer in range(n_layers):
+        n_in, n_out = sizes[layer], sizes[layer + 1]
+        w_end = p_start + n_in * n_out
+        W = flat[p_start:w_end].reshape((n_in, n_out))
+        b = flat[w_end:w_end + n_out]
+        z = z_all[z_start:z_start + n * n_out].reshape((n, n_out))
+        _matmul(gemm, a, W, z, False, False, one)
+        if layer == n_layers - 1:
+            for i in range(n):
+                for j in range(n_out):
+                    z[i, j] += b[j]
+        else:
+            if act == 0:
+                _identity_forward_fused(z, b, half, one)
+            elif act == 1:
+                _sigmoid_forward_fused(z, b, half, one)
+            elif act == 2:
+                _tanh_forward_fused(z, b, half, one)
+            else:
+                _relu_forward_fused(z, b, half, one)
+            a = z
+            if drop:
+                mask = mask_all[h_start:h_start + n * n_out].reshape((n, n_out))
+                a = dropped_all[h_start:h_start + n * n_out].reshape((n, n_out))
+                _dropout_fused(z, mask, a, consts[_F_DROP_P], consts[_F_DROP_SCALE])
+                h_start += capacity * n_out
+        p_start = w_end + n_out
+        z_start += capacity * n_out
+
+    # softmax + loss; cross-entropy turns the logits into dL/dz in place
+    n_out = sizes[n_layers]
+    z_start -= capacity * n_out
+    logits = z_all[z_start:z_start + n * n_out].reshape((n, n_out))
+    delta = logits
+    if codes[_C_LOSS] == 0:
+        total, correct = _softmax_cross_entropy_fused(logits, labels, delta, consts[_F_INV_N],
+                                                      consts[_F_TWO_OVER_K])
+    else:
+        delta = delta_all[z_start:z_start + n * n_out].reshape((n, n_out))
+        total, correct = _softmax_squared_error_fused(logits, labels, delta, consts[_F_INV_N],
+                                                      consts[_F_TWO_OVER_K])
+    out[0] = total
+    out[1] = correct
+    out[2] = 0.0
+    if not np.isfinite(total + out[3]):  # out[3]: the weight-decay penalty, from the caller
+        return
+
+    # backward, layer by layer from the top, each layer's update right after
+    ups = consts[_F_UPDATE:]
+    for layer in range(n_layers - 1, -1, -1):
+        n_in, n_out = sizes[layer], sizes[layer + 1]
+        p_start -= n_in * n_out + n_out
+        w_end = p_start + n_in * n_out
+        W = flat[p_start:w_end].reshape((n_in, n_out))
+        dW = grad[p_start:w_end].reshape((n_in, n_out))
+        a_prev = mask = dropped = x
+        if layer:
+            z_start -= capacity * n_in
+            a_prev = z_all[z_start:z_start + n * n_in].reshape((n, n_in))
+            if drop:
+                h_start -= capacity * n_in
+                mask = mask_all[h_start:h_start + n * n_in].reshape((n, n_in))
+                dropped = dropped_all[h_start:h_start + n * n_in].reshape((n, n_in))
+        _matmul(gemm, dropped if drop else a_prev, delta, dW, True, False, one)
+        _column_sums(gemv, delta, ones, grad[w_end:w_end + n_out], one)
+        if layer:
+            delta_prev = delta_all[z_start:z_start + n * n_in].reshape((n, n_in))
+            _matmul(gemm, delta, W, delta_prev, False, True, one)
+            if act == 0:
+                _identity_backward_fused(delta_prev, a_prev, mask if drop else a_prev, drop, one)
+            elif act == 1:
+                _sigmoid_backward_fused(delta_prev, a_prev, mask if drop else a_prev, drop, one)
+            elif act == 2:
+                _tanh_backward_fused(delta_prev, a_prev, mask if drop else a_prev, drop, one)
+            else:
+                _relu_backward_fused(delta_prev, a_prev, mask if drop else a_prev, drop, one)
+            delta = delta_prev
+        if codes[_C_DECAY]:
+            _add_scaled_fused(grad[p_start:w_end], flat[p_start:w_end], consts[_F_DECAY])
+        if update == _NO_UPDATE:
+            continue
+        end = w_end + n_out
+        w, g = flat[p_start:end], grad[p_start:end]
+        if update == 0:
+            _sgd_fused(w, g, ups[0])
+        elif update == 1:
+            _momentum_fused(w, g, state0[p_start:end], ups[0], ups[1], ups[2] != zero)
+        elif update == 2:
+            _rmsprop_fused(w, g, state0[p_start:end], ups[0], ups[1], ups[2])
+        elif update == 3:
+            _adam_fused(w, g, state0[p_start:end], state1[p_start:end], ups[0], ups[1], ups[2],
+                        ups[3])
+        else:
+            _nadam_fused(w, g, state0[p_start:end], state1[p_start:end], ups[0], ups[1],
+                         ups[2], ups[3], ups[4])
+    out[2] = 1.0
 
 
 def as_labels(y, n, n_classes):

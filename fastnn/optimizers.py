@@ -66,6 +66,7 @@ class Optimizer:
     _state_names: ClassVar[tuple] = ()
     _n_scratch = 1
     _fused = None
+    _step_code = None  # which update the compiled training step runs (network.py)
 
     def __init__(self, params, *, threads=None, kernels=None, **hyper):
         if not isinstance(params, (list, tuple)) or not params:
@@ -169,6 +170,17 @@ class Optimizer:
         for future in futures:
             future.result()
 
+    def _advance(self):
+        """Count one step and return its ``_fused`` scalars (for the compiled step)."""
+        self.t += 1
+        self._begin_step(self.t)
+        return self._fused_scalars()
+
+    def _retreat(self):
+        """Undo :meth:`_advance` when the compiled step did not update (divergence)."""
+        self.t -= 1
+        self._restore_extra()
+
     def _begin_step(self, t):
         """Compute per-step scalars (bias corrections, schedules)."""
 
@@ -214,6 +226,7 @@ class SGD(Optimizer):
     """Plain gradient descent: ``w -= lr * g``."""
 
     name = "sgd"
+    _step_code = 0
 
     def _update(self, w, g, scratch):
         np.multiply(g, self.lr, out=scratch)
@@ -246,6 +259,7 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
+    _step_code = 1
     nesterov = False
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
@@ -307,6 +321,7 @@ class RMSProp(Optimizer):
     """
 
     name = "rmsprop"
+    _step_code = 2
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
         "beta": {"low": 0, "high": 1, "high_open": True},
@@ -356,6 +371,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    _step_code = 3
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
         "beta1": {"low": 0, "high": 1, "high_open": True},
@@ -421,6 +437,7 @@ class Nadam(Adam):
     """
 
     name = "nadam"
+    _step_code = 4
     _hyper: ClassVar[dict] = dict(Adam._hyper, momentum_decay={"low": 0})
     _n_scratch = 2
 

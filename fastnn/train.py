@@ -180,9 +180,9 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     callbacks : sequence of Callback
     threads : int, optional
         Thread budget (default ``$FASTNN_NUM_THREADS`` or the available
-        CPUs). Small layers train on one BLAS thread, which was measured to
-        be faster there (:func:`blas_threads_for`); larger ones use the
-        budget.
+        CPUs). The compiled step (numba kernels) gives BLAS the whole
+        budget; the Python step trains small layers on one BLAS thread,
+        which was measured to be faster there (:func:`blas_threads_for`).
     clip_norm : float, optional
         Rescale the gradient of every step to at most this L2 norm.
     initial_epoch : int
@@ -232,12 +232,20 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     for cb in callbacks:
         cb.on_train_begin(net, n_batches)
 
+    # With the numba kernels a step is one compiled call (gather, forward,
+    # backward and, without clipping, the update); net.train_step_ is the
+    # same step in Python, the reference. Its products run back to back, so
+    # BLAS keeps its threads busy and two pay off even at batch 16
+    # (measured, bench/compare.py); the Python step, with gaps between its
+    # products, follows blas_threads_for.
+    compiled = net.compiled_step(optimizer, X, y, batch, update=not clip_norm)
+    budget = _threads.resolve(threads)
+    n_threads = budget if compiled is not None else blas_threads_for(net, batch, budget)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
-    n_threads = blas_threads_for(net, batch, _threads.resolve(threads))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
         _epochs(net, optimizer, X, y, X_val, y_val, range(initial_epoch + 1, epochs + 1),
-                batch, shuffle, rng, callbacks, history, clip_norm)
+                batch, shuffle, rng, callbacks, history, clip_norm, compiled)
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     for cb in callbacks:
@@ -369,7 +377,7 @@ def clip_gradients_(flat_grad, max_norm):
 
 
 def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng, callbacks,
-            history, clip_norm):
+            history, clip_norm, compiled):
     n = X.shape[0]
     xb = np.empty((batch, net.n_features), dtype=net.dtype)
     yb = np.empty(batch, dtype=np.intp)
@@ -386,15 +394,19 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng
         for step, start in enumerate(range(0, n, batch), 1):
             idx = idx_all[start:start + batch]
             m = idx.shape[0]
-            xm, ym = xb[:m], yb[:m]
-            np.take(X, idx, axis=0, out=xm, mode="clip")
-            np.take(y, idx, out=ym, mode="clip")
-            loss, n_correct = net.train_step_(xm, ym)
+            if compiled is None:
+                xm, ym = xb[:m], yb[:m]
+                np.take(X, idx, axis=0, out=xm, mode="clip")
+                np.take(y, idx, out=ym, mode="clip")
+                loss, n_correct = net.train_step_(xm, ym)
+            else:
+                loss, n_correct = compiled(idx)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(epoch, step, loss)
-            if clip_norm:
-                clip_gradients_(grads.flat, clip_norm)
-            optimizer.step(grads)
+            if compiled is None or not compiled.updates:
+                if clip_norm:
+                    clip_gradients_(grads.flat, clip_norm)
+                optimizer.step(grads)
             loss_sum += loss * m
             correct += n_correct
             for cb in batch_cbs:

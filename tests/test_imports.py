@@ -8,7 +8,7 @@ from pathlib import Path
 import fastnn
 
 ENGINE = ["network", "layers", "activations", "losses", "optimizers", "_checks", "errors",
-          "_jit", "_threads"]
+          "_jit", "_threads", "_blas"]
 PACKAGE = Path(fastnn.__file__).parent
 
 
@@ -35,7 +35,8 @@ def test_engine_modules_import_only_numpy_and_the_standard_library():
                 roots = [node.module.split(".")[0]]
             else:
                 continue
-            extra = {"numba"} if name == "_jit" else set()  # lazily, see below
+            # lazily: numba (see below); threadpoolctl only tells where NumPy's BLAS is
+            extra = {"_jit": {"numba", "llvmlite"}, "_blas": {"threadpoolctl"}}.get(name, set())
             assert set(roots) <= allowed | extra, f"{name}.py imports {roots}"
 
 
