@@ -42,7 +42,7 @@ from bench.common import blas_info, layer_sizes, step_flops
 from bench.textbook import TextbookMLP
 from fastnn import _threads
 from fastnn._atomic import atomic_open, atomic_write_bytes
-from fastnn.train import blas_threads, blas_threads_for
+from fastnn.train import blas_threads, make_step
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
 HYPER = {"lr": 1e-3, "momentum": 0.9, "beta": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
@@ -287,23 +287,11 @@ def step_vs_products(width, batch, kernels):
 
 
 def training_step(net, opt, X, y):
-    """One training step on (X, y) as fit() runs it, and the BLAS threads fit() gives it.
-
-    The numba kernels run the step compiled whole (Network.compiled_step),
-    on the whole thread budget; the NumPy kernels run the Python step.
-    """
-    budget = _threads.resolve()
+    """One training step on (X, y) as fit() runs it, and the BLAS threads fit() gives it."""
     y = np.ascontiguousarray(y, dtype=np.intp)
-    compiled = net.compiled_step(opt, X, y, X.shape[0])
-    if compiled is not None:
-        idx = np.arange(X.shape[0])
-        return (lambda: compiled(idx)), budget
-
-    def step():
-        net.train_step_(X, y)
-        opt.step(net.grads)
-
-    return step, blas_threads_for(net, X.shape[0], budget)
+    step, threads = make_step(net, opt, X, y, X.shape[0])
+    idx = np.arange(X.shape[0])
+    return (lambda: step(idx)), threads
 
 
 def copy_bandwidth(n):

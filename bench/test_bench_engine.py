@@ -20,8 +20,9 @@ from bench.common import (
     step_flops,
 )
 from bench.textbook import TextbookMLP
-from fastnn import _jit, _threads, losses
-from fastnn.train import blas_threads, blas_threads_for
+from fastnn import _jit, losses
+from fastnn.augment import Augmentation
+from fastnn.train import blas_threads, make_step
 
 
 def _record(benchmark, samples, flops):
@@ -39,24 +40,36 @@ KERNELS = kernel_sets()
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_train_step(benchmark, batch, width, kernels):
-    """Forward, fused loss, backward and an Adam update on one batch."""
+    """Gather, forward, fused loss, backward and an Adam update on one batch, as fit() runs it."""
     X, y = make_batch(batch)
     net, opt = make_net(width, kernels=kernels)
     reference = TextbookMLP(layer_sizes(width), seed=0)
     expected_loss, _ = reference.loss_and_gradients(X, y)
+    step, threads = make_step(net, opt, X, y.astype(np.intp), batch)
+    idx = np.arange(batch)
 
-    def step():
-        loss, _ = net.train_step_(X, y)
-        opt.step(net.grads)
-        return loss
-
-    first = step()
+    first, _ = step(idx)
     assert first == pytest.approx(expected_loss, rel=1e-4)
-    with blas_threads(blas_threads_for(net, batch, _threads.resolve())):  # as fit() runs it
-        benchmark(step)
+    with blas_threads(threads):
+        benchmark(step, idx)
     _record(benchmark, batch, step_flops(net.layer_sizes, batch))
     assert np.isfinite(net.params.flat).all()
     assert net.grads[0].shape == (784, width)
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("augment", ["none", "shift 2 + flip"])
+@pytest.mark.parametrize("batch", [16, 128])
+def test_train_step_augmented(benchmark, batch, augment, kernels):
+    """What shifting and flipping in the gather costs a step (3x128, rows of a 1,024-image set)."""
+    X, y = make_batch(1024)
+    net, opt = make_net(128, kernels=kernels)
+    aug = Augmentation(2, True, (28, 28)) if augment != "none" else None
+    step, threads = make_step(net, opt, X, y.astype(np.intp), batch, augment=aug)
+    idx = np.arange(0, 1024, 1024 // batch)[:batch]
+    with blas_threads(threads):
+        loss, _ = benchmark(step, idx)
+    assert np.isfinite(loss)
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
@@ -129,10 +142,11 @@ def test_softmax_cross_entropy_fused_kernel(benchmark, batch):
     z = np.empty_like(logits)
     kernel = _jit.compiled(losses.FUSED["cross_entropy"], "float32")
     inv_n, unused = np.float32(1 / batch), np.float32(0)
+    on, off = np.float32(1), np.float32(0)  # one-hot targets (no label smoothing)
 
     def run():
         np.copyto(z, logits)
-        return kernel(z, y, z, inv_n, unused)
+        return kernel(z, y, z, inv_n, unused, on, off)
 
     total, correct = benchmark(run)
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)

@@ -46,3 +46,24 @@ def dtype_name(value):
     if name not in DTYPES:
         raise ConfigError(f"dtype must be float32 or float64, got {value!r}")
     return name
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def flag(name, value):
+    """A boolean setting: True/False, 0/1, or one of the words true/false, yes/no, on/off.
+
+    Raises
+    ------
+    ConfigError
+        Anything else.
+    """
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(f"{name} must be true or false, got {value!r}")

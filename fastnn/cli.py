@@ -117,6 +117,18 @@ def _add_train_args(p):
                    default=d.patience, metavar="PATIENCE",
                    help="stop after this many epochs without a better validation loss and "
                         "keep the best weights (0: off)")
+    p.add_argument("--label-smoothing", "--label_smoothing", dest="label_smoothing",
+                   type=float, default=d.label_smoothing,
+                   help="train against (1-eps)*onehot + eps/K instead of one-hot targets")
+    p.add_argument("--augment-shift", "--augment_shift", dest="augment_shift", type=int,
+                   default=d.augment_shift, metavar="PIXELS",
+                   help="shift each training image by up to this many pixels (0: off)")
+    p.add_argument("--augment-flip", "--augment_flip", dest="augment_flip", nargs="?",
+                   const=True, default=d.augment_flip, type=_flag, metavar="BOOL",
+                   help="mirror training images left-right at random (not for digits)")
+    p.add_argument("--keep-best", "--keep_best", dest="keep_best", nargs="?", const=True,
+                   default=d.keep_best, type=_flag, metavar="BOOL",
+                   help="end with the weights of the epoch of best validation accuracy")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing data")
@@ -213,6 +225,16 @@ def build_parser():
 
 
 # ---------------------------------------------------------------- commands
+def _flag(text):
+    """argparse type of the boolean flags: --augment-flip, --augment-flip=false, ..."""
+    from ._checks import flag
+
+    try:
+        return flag("value", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _config_from_args(args):
     from .config import TrainConfig
 
@@ -323,7 +345,8 @@ def cmd_train(args, out):
         history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
                       seed=rng, callbacks=callbacks, threads=args.threads,
-                      clip_norm=config.clip_norm or None, initial_epoch=initial_epoch)
+                      clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
+                      augment=config.augmentation(split.X_train.shape[1]))
         if prior:
             history = _history_from(prior, then=history)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import optimizers
+from .augment import Augmentation
 from .network import Network
 from .train import Callback, EarlyStopping, fit
 
@@ -55,6 +56,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     kernels : {'auto', 'numba', 'numpy'} or None, default=None
         Element-wise kernel set (see :meth:`fastnn.Network.set_kernels`);
         None reads ``$FASTNN_KERNELS`` (default ``auto``).
+    dropout : float, default=0.0
+        Dropout probability on hidden layers during training.
+    label_smoothing : float, default=0.0
+        Train against ``(1 - eps) * onehot + eps / K`` targets.
+    augment_shift : int, default=0
+        Shift each training image by up to this many pixels, afresh every
+        epoch (:mod:`fastnn.augment`); needs image rows.
+    augment_flip : bool, default=False
+        Mirror training images left-right at random.
+    image_shape : (height, width) or None, default=None
+        Layout of a row as an image for augmentation; None means square.
 
     Attributes
     ----------
@@ -73,7 +85,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  optimizer="adam", learning_rate=1e-3, momentum=0.9, beta=0.9, beta1=0.9,
                  beta2=0.999, epsilon=1e-8, weight_decay=0.0, weight_init="xavier",
                  batch_size=64, epochs=100, dtype="float32", random_state=None,
-                 validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None):
+                 validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None,
+                 dropout=0.0, label_smoothing=0.0, augment_shift=0, augment_flip=False,
+                 image_shape=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -94,6 +108,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.verbose = verbose
         self.kernels = kernels
+        self.dropout = dropout
+        self.label_smoothing = label_smoothing
+        self.augment_shift = augment_shift
+        self.augment_flip = augment_flip
+        self.image_shape = image_shape
 
     # ------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -117,7 +136,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  len(self.classes_)]
         self.network_ = Network(sizes, activation=self.activation, loss=self.loss,
                                 weight_init=self.weight_init, weight_decay=self.weight_decay,
-                                dtype=self.dtype, seed=seed, kernels=self.kernels)
+                                dtype=self.dtype, seed=seed, kernels=self.kernels,
+                                dropout=self.dropout, label_smoothing=self.label_smoothing)
+        self._augment = Augmentation.for_features(n_features, self.augment_shift,
+                                                  self.augment_flip, self.image_shape)
         self.optimizer_ = optimizers.get(
             self.optimizer, self.network_.params, kernels=self.kernels, lr=self.learning_rate,
             momentum=self.momentum, beta=self.beta, beta1=self.beta1, beta2=self.beta2,
@@ -160,7 +182,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(_Verbose())
         self.history_ = fit(self.network_, self.optimizer_, X, encoded, epochs=self.epochs,
                             batch_size=min(self.batch_size, X.shape[0]),
-                            validation_data=validation, seed=seed, callbacks=callbacks)
+                            validation_data=validation, seed=seed, callbacks=callbacks,
+                            augment=self._augment)
         self._seed_, self._epochs_done = seed, len(self.history_.epoch)
         return self
 
@@ -199,7 +222,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("classes differs from the classes of the first partial_fit call")
         history = fit(self.network_, self.optimizer_, X, self._encode(y), epochs=1,
                       batch_size=min(self.batch_size, X.shape[0]),
-                      seed=self._seed_ + self._epochs_done)
+                      seed=self._seed_ + self._epochs_done, augment=self._augment)
         self._epochs_done += 1
         if first or not hasattr(self, "history_"):
             self.history_ = history

@@ -25,7 +25,18 @@ import numpy as np
 from ._jit import fused
 from .errors import ConfigError
 
-_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F)"
+_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F, F, F)"
+
+
+def smoothed_targets(smoothing, n_classes):
+    """(on, off): the target of the true class and of every other class.
+
+    Label smoothing ``eps`` replaces the one-hot target by
+    ``q = (1 - eps) * onehot + eps / K``: ``on = 1 - eps + eps/K``,
+    ``off = eps/K``; ``eps = 0`` gives (1, 0), the plain one-hot target.
+    """
+    off = smoothing / n_classes
+    return 1.0 - smoothing + off, off
 
 
 def softmax_(z, row_buf):
@@ -41,8 +52,8 @@ def softmax_(z, row_buf):
     return z
 
 
-def softmax_cross_entropy_(z, y, delta, row_buf, rows):
-    """Fused softmax + cross-entropy.
+def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
+    """Fused softmax + cross-entropy (with label smoothing when ``off`` > 0).
 
     Parameters
     ----------
@@ -56,31 +67,39 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows):
         Scratch.
     rows : ndarray (n,), intp
         ``arange(n)``.
+    on, off : float
+        Target of the true class and of the others (:func:`smoothed_targets`);
+        the defaults are the one-hot target.
 
     Returns
     -------
     float
-        mean_i -log p[i, y_i], computed as log-sum-exp minus the true
-        logit, so it stays finite for any finite logits.
+        mean_i -sum_k q_ik log p_ik (= -log p[i, y_i] for one-hot targets),
+        computed from log-sum-exp minus target-weighted logits, so it stays
+        finite for any finite logits. dL/dz = (p - q) / n.
     """
     # NOTE: ufunc.reduce instead of np.max/np.sum skips their Python wrappers
     # (a few microseconds a call, which matters at batch 16).
     n = z.shape[0]
     np.maximum.reduce(z, axis=1, keepdims=True, out=row_buf)
     z -= row_buf
-    true_logit_sum = float(np.add.reduce(z[rows, y]))  # small (n,) gather
+    target_sum = float(np.add.reduce(z[rows, y]))  # small (n,) gather
+    if off:
+        target_sum = (on - off) * target_sum + off * float(np.add.reduce(z, axis=None))
     np.exp(z, out=z)
     np.add.reduce(z, axis=1, keepdims=True, out=row_buf)
-    loss = (float(np.add.reduce(np.log(row_buf), axis=None)) - true_logit_sum) / n
-    # delta = p / n - onehot / n, with 1/(n * rowsum) applied in one pass
+    loss = (float(np.add.reduce(np.log(row_buf), axis=None)) - target_sum) / n
+    # delta = p / n - q / n, with 1/(n * rowsum) applied in one pass
     row_buf *= n
     np.reciprocal(row_buf, out=row_buf)
     np.multiply(z, row_buf, out=delta)
-    delta[rows, y] -= 1.0 / n
+    if off:
+        delta -= off / n
+    delta[rows, y] -= (on - off) / n
     return loss
 
 
-def softmax_squared_error_(z, y, delta, row_buf, rows):
+def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
     """Fused softmax + mean squared error, through the full softmax Jacobian.
 
     Per example the loss is (1/K) * sum_k (p_k - onehot_k)^2. With
@@ -88,12 +107,15 @@ def softmax_squared_error_(z, y, delta, row_buf, rows):
     is dL/dz_j = p_j * (g_j - sum_k g_k p_k).
 
     Parameters are as for :func:`softmax_cross_entropy_`, except that
-    ``delta`` must be a separate buffer from ``z``.
+    ``delta`` must be a separate buffer from ``z``; with label smoothing
+    the smoothed target ``q`` takes the place of ``onehot``.
     """
     n, k = z.shape
     softmax_(z, row_buf)
     np.copyto(delta, z)
-    delta[rows, y] -= 1.0  # p - onehot
+    if off:
+        delta -= off
+    delta[rows, y] -= on - off  # p - q
     loss = float(np.vdot(delta, delta)) / (k * n)
     delta *= 2.0 / k  # g
     np.einsum("ij,ij->i", delta, z, out=row_buf[:, 0])  # sum_k g_k p_k
@@ -104,11 +126,13 @@ def softmax_squared_error_(z, y, delta, row_buf, rows):
 
 
 @fused(_FUSED_SIG)
-def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused):
+def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off):
     """Row kernel of softmax + cross-entropy; ``delta`` may be ``z``."""
     loss = 0.0  # accumulated in float64 whatever the array dtype
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
+    off_n = off * inv_n
+    label_n = (on - off) * inv_n
     for i in range(z.shape[0]):
         best = 0
         top = z[i, 0]
@@ -118,27 +142,31 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused):
                 best = j
         label = y[i]
         correct += best == label
-        true_shifted = z[i, label] - top  # read before delta (maybe z) is written
+        target = z[i, label] - top  # read before delta (maybe z) is written
         total = zero
+        shifted_sum = zero
         for j in range(z.shape[1]):
-            e = math.exp(z[i, j] - top)
+            shifted = z[i, j] - top
+            shifted_sum += shifted
+            e = math.exp(shifted)
             delta[i, j] = e
             total += e
-        loss += math.log(total) - true_shifted
+        if off != zero:
+            target = (on - off) * target + off * shifted_sum
+        loss += math.log(total) - target
         scale = inv_n / total
         for j in range(z.shape[1]):
-            delta[i, j] *= scale
-        delta[i, label] -= inv_n
+            delta[i, j] = delta[i, j] * scale - off_n
+        delta[i, label] -= label_n
     return loss, float(correct)
 
 
 @fused(_FUSED_SIG)
-def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k):
+def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off):
     """Row kernel of softmax + squared error; ``z`` ends as the probabilities."""
     loss = 0.0
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
-    one = inv_n / inv_n
     for i in range(z.shape[0]):
         best = 0
         top = z[i, 0]
@@ -157,7 +185,7 @@ def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k):
         for j in range(z.shape[1]):
             p = z[i, j] / total
             z[i, j] = p
-            d = p - one if j == label else p  # p - onehot
+            d = p - on if j == label else p - off  # p - q
             loss += d * d
             d *= two_over_k
             delta[i, j] = d

@@ -139,8 +139,9 @@ def _read(path, archive):
     spec = header.get("network")
     if not isinstance(spec, dict):
         raise ModelFileError(f"{path}: header has no network description")
+    # files written before label smoothing existed lack the key (it defaults to 0)
     allowed = {"layer_sizes", "activation", "loss", "weight_init", "weight_decay", "dtype",
-               "dropout"}
+               "dropout", "label_smoothing"}
     if set(spec) - allowed or "layer_sizes" not in spec:
         raise ModelFileError(f"{path}: network description has unexpected or missing keys")
     _check_declared_size(path, spec)

@@ -16,6 +16,7 @@ from .activations import (
     _tanh_backward_fused,
     _tanh_forward_fused,
 )
+from .augment import _gather_augmented_fused
 from .errors import ConfigError
 from .layers import Dense
 from .losses import _softmax_cross_entropy_fused, _softmax_squared_error_fused
@@ -78,6 +79,10 @@ class Network:
     kernels : {'auto', 'numba', 'numpy'}, optional
         Element-wise kernel set (see :meth:`set_kernels`); default
         ``$FASTNN_KERNELS`` or ``auto``: numba when it is installed.
+    label_smoothing : float in [0, 1)
+        Train against ``(1 - eps) * onehot + eps / K`` instead of the one-hot
+        target (both losses); part of :meth:`loss`, :meth:`gradients` and
+        the reported losses, not of the predictions.
 
     Attributes
     ----------
@@ -91,7 +96,7 @@ class Network:
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy",
                  weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0, dropout=0.0,
-                 kernels=None):
+                 kernels=None, label_smoothing=0.0):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
             raise ConfigError(f"layer_sizes needs at least 2 entries, got {sizes!r}")
@@ -106,6 +111,8 @@ class Network:
         self.weight_decay = float(_checks.number("weight_decay", weight_decay, low=0))
         self.dtype = np.dtype(_checks.dtype_name(dtype))
         self.dropout = float(_checks.number("dropout", dropout, low=0, high=1, high_open=True))
+        self.label_smoothing = float(_checks.number("label_smoothing", label_smoothing, low=0,
+                                                    high=1, high_open=True))
         self.seed = seed
         self.reseed_dropout(None if seed is None else [seed, 1])
 
@@ -162,6 +169,9 @@ class Network:
         self._drop_p = self.dtype.type(self.dropout)
         self._drop_scale = self.dtype.type(1.0 / (1.0 - self.dropout))
         self._terms_per_row = 1 if self.loss_name == "cross_entropy" else self.n_classes
+        on, off = losses.smoothed_targets(self.label_smoothing, self.n_classes)
+        self._target_on, self._target_off = self.dtype.type(on), self.dtype.type(off)
+        self._targets = (on, off)  # Python floats for the NumPy kernels
         self._inv = _Reciprocals(self.dtype)
         return self
 
@@ -343,14 +353,15 @@ class Network:
     def _loss_and_delta(self, z, y, delta, n):
         """Mean loss and number correct of logits ``z`` (n rows); dL/dz into ``delta``."""
         if self.kernels == "numba":
-            total, correct = self._fused_loss(z, y, delta, self._inv[n], self._two_over_k)
+            total, correct = self._fused_loss(z, y, delta, self._inv[n], self._two_over_k,
+                                              self._target_on, self._target_off)
             # cross-entropy sums one term per row, squared error one per output
             return total / (n * self._terms_per_row), int(correct)
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
-        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n])
+        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n], *self._targets)
         return loss, n_correct
 
-    def compiled_step(self, optimizer, X, y, batch_size, update=True):
+    def compiled_step(self, optimizer, X, y, batch_size, update=True, augment=None, rng=None):
         """The whole training step as one compiled call, or None where it does not apply.
 
         Returns a :class:`CompiledStep` for the numba kernel set (None with
@@ -359,15 +370,17 @@ class Network:
         network dtype, C-contiguous; intp labels), runs forward, loss and
         backward, and, when ``update`` is true and ``optimizer`` is one of
         the six built-in optimizers bound to this network's parameters with
-        the numba kernels, the optimizer's update too. Compiles (or loads
-        from the disk cache) here, for the types of ``X`` and ``y``.
+        the numba kernels, the optimizer's update too. With an ``augment``
+        (:class:`~fastnn.augment.Augmentation`) each batch is shifted and
+        flipped as it is gathered, from draws of ``rng``. Compiles (or
+        loads from the disk cache) here, for the types of ``X`` and ``y``.
         """
         if self.kernels != "numba" or _jit.kernel_dtype(self.dtype) is None:
             return None
         gemm, gemv = _blas.gemm(self.dtype.name), _blas.gemv(self.dtype.name)
         if gemm is None or gemv is None:
             return None
-        return CompiledStep(self, optimizer, X, y, batch_size, update, gemm, gemv)
+        return CompiledStep(self, optimizer, X, y, batch_size, update, gemm, gemv, augment, rng)
 
     # ------------------------------------------------------------- public API
     def _check_X(self, X):
@@ -498,6 +511,7 @@ class Network:
             "weight_decay": self.weight_decay,
             "dtype": self.dtype.name,
             "dropout": self.dropout,
+            "label_smoothing": self.label_smoothing,
         }
 
     def __repr__(self):
@@ -516,8 +530,11 @@ class CompiledStep:
     was, as in the Python loop, which stops before the update.
     """
 
-    def __init__(self, net, optimizer, X, y, batch_size, update, gemm, gemv):
+    def __init__(self, net, optimizer, X, y, batch_size, update, gemm, gemv, augment=None,
+                 rng=None):
         self.net = net
+        self.augment = augment if augment is not None and augment.active else None
+        self.rng = rng
         self.optimizer = optimizer
         self.X, self.y = X, y
         net._ensure_capacity(batch_size)
@@ -534,10 +551,15 @@ class CompiledStep:
         state = (state + [empty, empty])[:2]
         self._codes = np.array([_ACTIVATION_CODES[net.activation], _LOSS_CODES[net.loss_name],
                                 code if fusable else _NO_UPDATE, bool(net.dropout),
-                                bool(net.weight_decay), net._capacity], dtype=np.int64)
+                                bool(net.weight_decay), net._capacity, 0, 0, 0, 0],
+                               dtype=np.int64)
+        if self.augment is not None:
+            aug = self.augment
+            self._codes[_C_SHIFT:] = (aug.shift, aug.flip, *aug.image_shape)
+        self._draws = np.zeros((batch_size, 3))
         self._consts = np.zeros(_F_UPDATE + 5, dtype=net.dtype)
         self._consts[:_F_INV_N] = (net._half, net._one, net._two_over_k, net._wd, net._drop_p,
-                                   net._drop_scale)
+                                   net._drop_scale, net._target_on, net._target_off)
         self._out = np.zeros(4)
         self._xb = np.empty(batch_size * net.n_features, dtype=net.dtype)
         self._yb = np.empty(batch_size, dtype=np.intp)
@@ -546,7 +568,7 @@ class CompiledStep:
         self._args = (gemm, gemv, X, y, self._xb, self._yb,
                       net._flat, net._flat_grad, self._sizes, net._z_all, net._delta_all,
                       net._mask_all, net._dropped_all, net._ones, *state, self._codes,
-                      self._consts, self._out)
+                      self._consts, self._out, self._draws)
         idx = np.zeros(1, dtype=np.intp)
         self._kernel = _jit.compiled_for(_train_step_fused, (gemm, gemv, X, y, idx,
                                                               *self._args[4:]))
@@ -559,6 +581,8 @@ class CompiledStep:
             consts[_F_UPDATE:_F_UPDATE + 5] = 0
             scalars = self.optimizer._advance()
             consts[_F_UPDATE:_F_UPDATE + len(scalars)] = scalars
+        if self.augment is not None:
+            self.augment.draw(self.rng, self._draws[:n])
         rng = net._dropout_rng
         for mask in self._hidden_masks:
             rng.random(dtype=net.dtype, out=mask[:n])
@@ -614,9 +638,11 @@ _adam_fused = optimizers.Adam._fused
 _nadam_fused = optimizers.Nadam._fused
 _UPDATE_KERNELS = (_sgd_fused, _momentum_fused, _rmsprop_fused, _adam_fused, _nadam_fused)
 # Layout of the small arrays the step reads its settings from.
-_C_ACT, _C_LOSS, _C_UPDATE, _C_DROP, _C_DECAY, _C_CAPACITY = range(6)
-_F_HALF, _F_ONE, _F_TWO_OVER_K, _F_DECAY, _F_DROP_P, _F_DROP_SCALE, _F_INV_N = range(7)
-_F_UPDATE = 7  # the optimizer's scalars follow (at most five)
+(_C_ACT, _C_LOSS, _C_UPDATE, _C_DROP, _C_DECAY, _C_CAPACITY, _C_SHIFT, _C_FLIP, _C_HEIGHT,
+ _C_WIDTH) = range(10)
+(_F_HALF, _F_ONE, _F_TWO_OVER_K, _F_DECAY, _F_DROP_P, _F_DROP_SCALE, _F_ON, _F_OFF,
+ _F_INV_N) = range(9)
+_F_UPDATE = 9  # the optimizer's scalars follow (at most five)
 _NO_UPDATE = -1
 
 
@@ -643,7 +669,7 @@ def _column_sums(gemv, delta, ones, db, one):
 
 @fused(None)
 def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, delta_all,
-                      mask_all, dropped_all, ones, state0, state1, codes, consts, out):
+                      mask_all, dropped_all, ones, state0, state1, codes, consts, out, draws):
     """One whole training step in one compiled call; reads like the Python step.
 
     Gather rows ``idx`` of (X, y) into (xb, yb); forward (product, then
@@ -654,7 +680,8 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
     its gradient is complete (while it is still in cache), which is the
     same arithmetic as one pass over the flat vector. Dropout masks hold
     uniform draws on entry (drawn by the caller from the network's NumPy
-    generator, so both steps see the same masks).
+    generator, so both steps see the same masks); so does ``draws``, when
+    the batch is augmented in the gather (:mod:`fastnn.augment`).
 
     ``out`` receives (summed loss, number correct, 1.0 if the step ran
     backward and the update, 0.0 if the loss was not finite and nothing
@@ -670,10 +697,15 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
     half, one = consts[_F_HALF], consts[_F_ONE]
     zero = one - one
     for i in range(n):
-        row = idx[i]
-        yb[i] = y[row]
-        for j in range(n_features):
-            xb[i * n_features + j] = X[row, j]
+        yb[i] = y[idx[i]]
+    if codes[_C_SHIFT] or codes[_C_FLIP]:
+        _gather_augmented_fused(X, idx, xb, draws, codes[_C_SHIFT], codes[_C_FLIP] != 0,
+                                codes[_C_HEIGHT], codes[_C_WIDTH])
+    else:
+        for i in range(n):
+            row = idx[i]
+            for j in range(n_features):
+                xb[i * n_features + j] = X[row, j]
     x = xb[:n * n_features].reshape((n, n_features))
     labels = yb[:n]
     n_layers = sizes.size - 1
@@ -717,11 +749,13 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
     delta = logits
     if codes[_C_LOSS] == 0:
         total, correct = _softmax_cross_entropy_fused(logits, labels, delta, consts[_F_INV_N],
-                                                      consts[_F_TWO_OVER_K])
+                                                      consts[_F_TWO_OVER_K], consts[_F_ON],
+                                                      consts[_F_OFF])
     else:
         delta = delta_all[z_start:z_start + n * n_out].reshape((n, n_out))
         total, correct = _softmax_squared_error_fused(logits, labels, delta, consts[_F_INV_N],
-                                                      consts[_F_TWO_OVER_K])
+                                                      consts[_F_TWO_OVER_K], consts[_F_ON],
+                                                      consts[_F_OFF])
     out[0] = total
     out[1] = correct
     out[2] = 0.0

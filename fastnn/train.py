@@ -154,7 +154,7 @@ def check_finite_rows(X, name="X", chunk=4096):
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
         shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0,
-        kernels=None):
+        kernels=None, augment=None):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -192,6 +192,9 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         Switch ``net`` and ``optimizer`` to this kernel set first (see
         :meth:`Network.set_kernels`); None keeps the sets they were built
         with.
+    augment : fastnn.augment.Augmentation, optional
+        Shift and flip every training batch as it is gathered (never the
+        validation data), from draws of the shuffling generator.
 
     Returns
     -------
@@ -238,14 +241,20 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     # BLAS keeps its threads busy and two pay off even at batch 16
     # (measured, bench/compare.py); the Python step, with gaps between its
     # products, follows blas_threads_for.
-    compiled = net.compiled_step(optimizer, X, y, batch, update=not clip_norm)
+    if augment is not None and not augment.active:
+        augment = None
+    if augment is not None and augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
+        raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
+                         f"{X.shape[1]} features")
+    compiled = net.compiled_step(optimizer, X, y, batch, update=not clip_norm, augment=augment,
+                                 rng=rng)
     budget = _threads.resolve(threads)
     n_threads = budget if compiled is not None else blas_threads_for(net, batch, budget)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
         _epochs(net, optimizer, X, y, X_val, y_val, range(initial_epoch + 1, epochs + 1),
-                batch, shuffle, rng, callbacks, history, clip_norm, compiled)
+                batch, shuffle, rng, callbacks, history, clip_norm, compiled, augment)
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     for cb in callbacks:
@@ -376,12 +385,66 @@ def clip_gradients_(flat_grad, max_norm):
     return norm
 
 
+class _PythonStep:
+    """The training step in Python, the reference: gather, augment, net.train_step_."""
+
+    updates = False  # the caller clips (if asked) and runs optimizer.step
+
+    def __init__(self, net, X, y, batch, augment, rng):
+        self.net, self.X, self.y, self.augment, self.rng = net, X, y, augment, rng
+        self.xb = np.empty((batch, net.n_features), dtype=net.dtype)
+        self.yb = np.empty(batch, dtype=np.intp)
+        self.draws = np.empty((batch, 3))  # augmentation: three uniform draws per row
+
+    def __call__(self, idx):
+        m = idx.shape[0]
+        xm, ym = self.xb[:m], self.yb[:m]
+        np.take(self.X, idx, axis=0, out=xm, mode="clip")
+        np.take(self.y, idx, out=ym, mode="clip")
+        if self.augment is not None:
+            self.augment.draw(self.rng, self.draws[:m])
+            self.augment.apply_(xm, self.draws[:m])
+        return self.net.train_step_(xm, ym)
+
+
+def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None, rng=None,
+              threads=None):
+    """One training step on rows ``idx`` of (X, y), exactly as :func:`fit` runs it.
+
+    For benchmarks and custom loops. ``X`` must already be in the network
+    dtype and C-contiguous, ``y`` intp labels. Returns ``(step, n_threads)``:
+    ``step(idx)`` gathers (and augments) the rows, runs forward, loss,
+    backward and the optimizer's update, and returns ``(loss, n_correct)``;
+    run it inside ``blas_threads(n_threads)``, the BLAS threads ``fit``
+    would use. With the numba kernels the step is compiled whole
+    (:meth:`Network.compiled_step`), else it is the Python step.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    compiled = net.compiled_step(optimizer, X, y, batch_size, update=not clip_norm,
+                                 augment=augment, rng=rng)
+    budget = _threads.resolve(threads)
+    if compiled is not None:
+        inner, n_threads = compiled, budget
+    else:
+        inner = _PythonStep(net, X, y, batch_size, augment, rng)
+        n_threads = blas_threads_for(net, batch_size, budget)
+
+    def step(idx):
+        loss, n_correct = inner(idx)
+        if not inner.updates:
+            if clip_norm:
+                clip_gradients_(net.grads.flat, clip_norm)
+            optimizer.step(net.grads)
+        return loss, n_correct
+
+    return step, n_threads
+
+
 def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng, callbacks,
-            history, clip_norm, compiled):
+            history, clip_norm, compiled, augment):
     n = X.shape[0]
-    xb = np.empty((batch, net.n_features), dtype=net.dtype)
-    yb = np.empty(batch, dtype=np.intp)
     order = np.arange(n)
+    run_step = compiled if compiled is not None else _PythonStep(net, X, y, batch, augment, rng)
     batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     grads = net.grads
     for epoch in epoch_range:
@@ -394,16 +457,10 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng
         for step, start in enumerate(range(0, n, batch), 1):
             idx = idx_all[start:start + batch]
             m = idx.shape[0]
-            if compiled is None:
-                xm, ym = xb[:m], yb[:m]
-                np.take(X, idx, axis=0, out=xm, mode="clip")
-                np.take(y, idx, out=ym, mode="clip")
-                loss, n_correct = net.train_step_(xm, ym)
-            else:
-                loss, n_correct = compiled(idx)
+            loss, n_correct = run_step(idx)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(epoch, step, loss)
-            if compiled is None or not compiled.updates:
+            if not run_step.updates:
                 if clip_norm:
                     clip_gradients_(grads.flat, clip_norm)
                 optimizer.step(grads)
@@ -440,7 +497,8 @@ def build(config, n_features, n_classes, threads=None, kernels=None):
     net = Network(config.layer_sizes(n_features, n_classes), activation=config.activation,
                   loss=config.loss, weight_init=config.weight_init,
                   weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed,
-                  dropout=config.dropout, kernels=kernels)
+                  dropout=config.dropout, kernels=kernels,
+                  label_smoothing=config.label_smoothing)
     opt = optimizers.get(config.optimizer, net.params, threads=threads, kernels=kernels,
                          **config.optimizer_hyper())
     return net, opt
@@ -454,6 +512,10 @@ def config_callbacks(config, optimizer):
         callbacks.append(LearningRateScheduler(optimizer, schedule))
     if config.patience:
         callbacks.append(EarlyStopping(patience=config.patience, restore_best_weights=True))
+    if config.keep_best:
+        # never stops; at the end restores the epoch of best validation accuracy
+        callbacks.append(EarlyStopping(monitor="val_accuracy", patience=config.epochs + 1,
+                                       restore_best_weights=True))
     return callbacks
 
 
@@ -470,5 +532,6 @@ def train_config(config, split, callbacks=(), threads=None, kernels=None):
     history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
                   batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
                   seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],
-                  threads=threads, clip_norm=config.clip_norm or None)
+                  threads=threads, clip_norm=config.clip_norm or None,
+                  augment=config.augmentation(split.X_train.shape[1]))
     return net, opt, history

@@ -85,6 +85,9 @@ def test_same_seed_same_result(tmp_path, capsys, kernels):
     (["--dtype", "float16"], "dtype must be float32 or float64"),
     (["-d", "cifar"], "dataset must be one of"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--augment-flip=maybe"], "must be true or false, got 'maybe'"),
+    (["--label-smoothing", "1"], "label_smoothing must be < 1"),
+    (["--augment-shift", "-1"], "augment_shift must be >= 0"),
 ])
 def test_bad_settings_exit_2_with_one_line(args, fragment, capsys):
     rc, out, err = run(["train", "-d", "digits", *args], capsys)
@@ -218,3 +221,22 @@ def test_bad_kernels_flag_exits_2(capsys):
     rc, _, err = run(["train", "-d", "digits", "--kernels", "cuda"], capsys)
     assert rc == 2
     assert_one_line_error(err, "kernels must be one of auto, numba, numpy")
+
+
+def test_accuracy_options_train_and_land_in_the_model_file(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    rc, _, err = run(["train", *QUICK, "--augment-shift", "1", "--augment-flip",
+                        "--label-smoothing", "0.1", "--keep-best", "--save", str(model)], capsys)
+    assert rc == 0, err
+    net, header = fastnn.load_model(model)
+    assert net.label_smoothing == 0.1
+    config = header["metadata"]["config"]
+    assert (config["augment_shift"], config["augment_flip"], config["keep_best"]) == (1, True, True)
+    rc, _, err = run(["train", *QUICK, "--augment_flip=false", "--keep_best=no"], capsys)
+    assert rc == 0, err
+
+
+def test_shift_as_large_as_the_image_is_one_line(capsys):
+    rc, _, err = run(["train", *QUICK, "--augment-shift", "8"], capsys)  # digits are 8x8
+    assert rc == 2
+    assert_one_line_error(err, "augment_shift must be smaller than the image (8x8)")

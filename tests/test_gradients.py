@@ -47,6 +47,31 @@ def test_gradient_matches_central_difference(activation, loss, weight_decay, dep
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7 * scale)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_label_smoothing_gradient_matches_central_difference(loss):
+    X, y = tiny_problem(n=7)
+    net = fastnn.Network(DEPTHS["one_hidden"], activation="tanh", loss=loss, dtype="float64",
+                         seed=3, label_smoothing=0.2)
+    analytic = net.gradients(X, y).flat
+    numeric = numeric_gradient(net, X, y)
+    scale = np.maximum(np.abs(numeric), np.abs(analytic)).max()
+    assert scale > 1e-4
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_label_smoothing_loss_is_the_smoothed_target_formula(loss):
+    X, y = tiny_problem(n=7)
+    eps, k = 0.3, 3
+    net = fastnn.Network([5, 4, 3], loss=loss, dtype="float64", label_smoothing=eps)
+    p = net.predict_proba(X)
+    q = np.full((7, k), eps / k)
+    q[np.arange(7), y] += 1 - eps
+    expected = (-(q * np.log(p)).sum(axis=1).mean() if loss == "cross_entropy"
+                else ((p - q) ** 2).mean())
+    assert net.loss(X, y) == pytest.approx(expected, rel=1e-12)
+
+
 def test_gradients_are_fresh_arrays_shaped_like_params():
     X, y = tiny_problem()
     net = fastnn.Network([5, 4, 3], dtype="float64")

@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import _threads, losses
-from fastnn.train import blas_threads, blas_threads_for
+from fastnn import losses
+from fastnn.train import blas_threads, make_step
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 1024]
 WIDTHS = [32, 64, 128, 512, 1024]
@@ -40,14 +40,15 @@ class TrainStep:
 
     def setup(self, batch, width, kernels):
         self.net, self.opt = _net(width, kernels=kernels)
-        self.X, self.y = _batch(batch)
-        self.threads = blas_threads_for(self.net, batch, _threads.resolve())
-        self._step()  # allocate the buffers outside the timing
+        X, y = _batch(batch)
+        # as fit() runs it: compiled whole with the numba kernels
+        self.step, self.threads = make_step(self.net, self.opt, X, y.astype(np.intp), batch)
+        self.idx = np.arange(batch)
+        self._step()  # allocate the buffers (and compile) outside the timing
 
     def _step(self):
         with blas_threads(self.threads):
-            self.net.train_step_(self.X, self.y)
-            self.opt.step(self.net.grads)
+            self.step(self.idx)
 
     def time_step(self, batch, width, kernels):
         self._step()

@@ -1,0 +1,136 @@
+"""Data augmentation in the mini-batch gather: random shifts and horizontal flips.
+
+Each training image (a row of ``X``, an ``image_shape`` raster in row-major
+order) is, independently and afresh every time it is drawn into a batch:
+
+1. mirrored left-right with probability 1/2 (when ``flip``), then
+2. translated by ``dy`` rows and ``dx`` columns, each uniform in
+   ``[-shift, shift]``; pixels moved in from outside the image are 0.
+
+So ``out[r, c] = src[r - dy, c - dx]`` (0 outside), ``src`` the image or its
+mirror. Three uniform draws per row decide it (``dy``, ``dx``, flip); they
+come from the training loop's seeded generator into a preallocated buffer,
+so a run is reproducible from its seed, a resumed run continues the same
+stream, and a step allocates nothing. Validation and test data are never
+augmented.
+
+Two implementations give the same result bit for bit (the transform only
+copies values): :meth:`Augmentation.apply_` on a gathered batch (NumPy,
+the reference) and :func:`_gather_augmented_fused`, which gathers and
+transforms in one pass inside the compiled training step.
+"""
+
+import math
+
+import numpy as np
+
+from . import _checks
+from ._jit import fused
+from .errors import ConfigError
+
+
+class Augmentation:
+    """Random shifts of up to ``shift`` pixels and, with ``flip``, left-right mirrors.
+
+    Parameters
+    ----------
+    shift : int >= 0
+        Largest translation in pixels along each axis.
+    flip : bool
+        Mirror each image left-right with probability 1/2 (for clothes, not
+        for digits).
+    image_shape : (height, width)
+        How a row of features is laid out; ``height * width`` must equal
+        the number of features.
+
+    Raises
+    ------
+    ConfigError
+        A negative or non-integer shift, a shift not smaller than the image,
+        or a shape that does not match the features.
+    """
+
+    def __init__(self, shift=0, flip=False, image_shape=(28, 28)):
+        self.shift = int(_checks.number("augment_shift", shift, low=0, integer=True))
+        self.flip = bool(flip)
+        shape = tuple(int(s) for s in image_shape)
+        if len(shape) != 2 or min(shape) < 1:
+            raise ConfigError(f"image_shape must be (height, width), got {image_shape!r}")
+        if self.shift >= min(shape):
+            raise ConfigError(f"augment_shift must be smaller than the image "
+                              f"({shape[0]}x{shape[1]}), got {self.shift}")
+        self.image_shape = shape
+        self._tmp = np.empty(0)
+
+    @classmethod
+    def for_features(cls, n_features, shift=0, flip=False, image_shape=None):
+        """An Augmentation for rows of ``n_features``, or None when it would do nothing.
+
+        ``image_shape`` None means a square image (``n_features`` must be a
+        perfect square then).
+        """
+        if not shift and not flip:
+            return None
+        if image_shape is None:
+            side = math.isqrt(n_features)
+            if side * side != n_features:
+                raise ConfigError(f"augmentation needs image_shape for {n_features} features "
+                                  f"(not a square image)")
+            image_shape = (side, side)
+        aug = cls(shift, flip, image_shape)
+        if aug.image_shape[0] * aug.image_shape[1] != n_features:
+            raise ConfigError(f"image_shape {aug.image_shape} does not match {n_features} "
+                              f"features")
+        return aug
+
+    @property
+    def active(self):
+        return bool(self.shift or self.flip)
+
+    def draw(self, rng, out):
+        """Fill ``out`` (rows, 3) float64 with the uniform draws of one batch."""
+        rng.random(dtype=np.float64, out=out)
+
+    def apply_(self, xb, draws):
+        """Transform each row of ``xb`` in place as ``draws`` (rows, 3) say (reference)."""
+        h, w = self.image_shape
+        if self._tmp.shape != (h, w) or self._tmp.dtype != xb.dtype:
+            self._tmp = np.empty((h, w), dtype=xb.dtype)
+        tmp = self._tmp
+        span = 2 * self.shift + 1
+        for i in range(xb.shape[0]):
+            dy = int(draws[i, 0] * span) - self.shift
+            dx = int(draws[i, 1] * span) - self.shift
+            img = xb[i].reshape(h, w)
+            src = img[:, ::-1] if self.flip and draws[i, 2] < 0.5 else img
+            tmp[...] = 0
+            tmp[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+                src[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+            img[...] = tmp
+
+    def config(self):
+        return {"augment_shift": self.shift, "augment_flip": self.flip,
+                "image_shape": list(self.image_shape)}
+
+
+@fused(None)
+def _gather_augmented_fused(X, idx, xb, draws, shift, flip, height, width):
+    """Gather rows ``idx`` of X into xb (flat) and shift/flip them, in one pass."""
+    n_features = X.shape[1]
+    span = 2 * shift + 1
+    for i in range(idx.size):
+        row = idx[i]
+        dy = int(draws[i, 0] * span) - shift
+        dx = int(draws[i, 1] * span) - shift
+        mirror = flip and draws[i, 2] < 0.5
+        base = i * n_features
+        for r in range(height):
+            sr = r - dy
+            for c in range(width):
+                sc = c - dx
+                if 0 <= sr < height and 0 <= sc < width:
+                    if mirror:
+                        sc = width - 1 - sc
+                    xb[base + r * width + c] = X[row, sr * width + sc]
+                else:
+                    xb[base + r * width + c] = 0
