@@ -11,7 +11,8 @@ benchmark-only dependencies, never fastnn's: ``pip install torch==2.13.0``
 a missing peer is skipped with a note.
 
 fastnn is measured as a user runs it: ``fastnn.fit`` picks its own BLAS
-thread count; once with the numba kernels and once with the NumPy ones.
+thread count and, with the numba kernels, runs each step compiled whole;
+once with the numba kernels and once with the NumPy ones.
 PyTorch is measured at its best: for every row the fastest of 1 and 2
 threads and of its default and fused optimizer implementation. JAX is
 measured at its best of a ``jax.jit`` train step (batches gathered by
@@ -466,9 +467,11 @@ def write_report(results, out_dir, command):
          f"PyTorch {results.get('torch') or 'not installed'}, JAX {results.get('jax') or 'not installed'}. "
          f"Data: {results['data']}. Float32, softmax cross-entropy, median samples/s of "
          f"{results['rounds']} interleaved shuffled passes over {results['n_samples']:,} images "
-         f"(3x1024: over the first {results['n_wide']:,}), after one warm-up pass. fastnn picks "
-         f"its own BLAS threads (one below {fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in "
-         "the largest product, else all) and runs with each kernel set; PyTorch is the fastest "
+         f"(3x1024: over the first {results['n_wide']:,}), after one warm-up pass. fastnn runs "
+         "as `fastnn.fit` runs it, once with each kernel set: with numba the step is compiled "
+         "whole and BLAS gets both threads; the NumPy kernels run the Python step, on one BLAS "
+         f"thread below {fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in the largest "
+         "product, else all. PyTorch is the fastest "
          "of 1 and 2 threads and of its default and fused optimizer per row; JAX the faster of "
          "a `jax.jit` step and a `lax.scan` epoch. GEMM peak (1024^3 sgemm): "
          f"{results['peak'][1]:.0f} GFLOP/s on 1 thread, {results['peak'][2]:.0f} on 2; float64 "

@@ -26,15 +26,25 @@ def checkpoint_path(directory):
     return Path(directory) / FILENAME
 
 
-def save(path, net, optimizer, rng, epoch, history, config):
-    """Write everything needed to continue training after ``epoch``."""
+def save(path, net, optimizer, rng, epoch, history, config, stoppers=()):
+    """Write everything needed to continue training after ``epoch``.
+
+    ``stoppers`` are the run's :class:`~fastnn.train.EarlyStopping` callbacks
+    (early stopping, keep-best): their progress and best weights so far are
+    saved too, so a resumed run stops and restores as the uninterrupted one.
+    """
+    states = [stopper.state() for stopper in stoppers]
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "epoch": epoch,
         "config": config, "history": history.to_dict(), "optimizer_t": optimizer.t,
         "rng": rng.bit_generator.state, "dropout_rng": net._dropout_rng.bit_generator.state,
+        "stoppers": [state for state, _ in states],
     }
     arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8),
               "params": net.params.flat}
+    for i, (_, best) in enumerate(states):
+        if best is not None:
+            arrays[f"best_{i}"] = best
     for key, value in optimizer.state_dict().items():
         if key != "t":
             arrays[f"opt_{key}"] = value
@@ -42,7 +52,7 @@ def save(path, net, optimizer, rng, epoch, history, config):
         np.savez(f, **arrays)
 
 
-def load(path, net, optimizer, rng, config):
+def load(path, net, optimizer, rng, config, stoppers=()):
     """Restore a checkpoint into ``net``, ``optimizer`` and ``rng`` (in place).
 
     Returns
@@ -72,6 +82,8 @@ def load(path, net, optimizer, rng, config):
             params = z.array("params", dtype=flat.dtype, shape=flat.shape)
             opt_state = {k[4:]: z.array(k, dtype=flat.dtype, shape=flat.shape)
                          for k in z.names if k.startswith("opt_")}
+            best = {k: z.array(k, dtype=flat.dtype, shape=flat.shape)
+                    for k in z.names if k.startswith("best_")}
     except (OSError, ValueError, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable fastnn checkpoint ({exc})") from None
     required = ("epoch", "config", "history", "optimizer_t", "rng", "dropout_rng")
@@ -89,6 +101,10 @@ def load(path, net, optimizer, rng, config):
         rng.bit_generator.state = header["rng"]
         net._dropout_rng.bit_generator.state = header["dropout_rng"]
         epoch = int(header["epoch"])
+        saved_stoppers = header.get("stoppers", [])
+        for i, (stopper, state) in enumerate(zip(stoppers, saved_stoppers)):
+            stopper.resume({k: state[k] for k in ("best", "best_epoch", "wait")},
+                           best.get(f"best_{i}"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: checkpoint state does not fit this run ({exc})") from None
     net.params.flat[:] = params
@@ -98,13 +114,14 @@ def load(path, net, optimizer, rng, config):
 class Checkpoint(Callback):
     """Save a checkpoint after every epoch (see :func:`save`)."""
 
-    def __init__(self, directory, net, optimizer, rng, config):
+    def __init__(self, directory, net, optimizer, rng, config, stoppers=()):
         self.path = checkpoint_path(directory)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A run killed while writing leaves its temporary file: clear it away.
         for stale in self.path.parent.glob(f".{FILENAME}.*.tmp"):
             stale.unlink(missing_ok=True)
         self.net, self.optimizer, self.rng, self.config = net, optimizer, rng, config
+        self.stoppers = tuple(stoppers)
         self.history = None
 
     def on_epoch_end(self, epoch, logs):
@@ -113,4 +130,5 @@ class Checkpoint(Callback):
         if self.history is None:
             self.history = History()
         self.history.append(epoch, logs)
-        save(self.path, self.net, self.optimizer, self.rng, epoch, self.history, self.config)
+        save(self.path, self.net, self.optimizer, self.rng, epoch, self.history, self.config,
+             self.stoppers)

@@ -327,7 +327,8 @@ def cmd_train(args, out):
     rng = np.random.default_rng(config.seed)  # the shuffling stream fit() would make
     initial_epoch, prior = 0, None
     if args.checkpoint:
-        saver, initial_epoch, prior = _checkpointing(args, net, opt, rng, config, out)
+        saver, initial_epoch, prior = _checkpointing(args, net, opt, rng, config, out,
+                                                     callbacks)
         callbacks.append(saver)
     printer = _make_printer(config.epochs, not args.no_progress, out)
     callbacks.append(printer)
@@ -374,21 +375,23 @@ def cmd_train(args, out):
     return 0
 
 
-def _checkpointing(args, net, opt, rng, config, out):
+def _checkpointing(args, net, opt, rng, config, out, callbacks=()):
     """The Checkpoint callback, restoring the last checkpoint first with --resume.
 
     Returns (callback, epochs already done, history record of those epochs).
     """
     from . import checkpoint
+    from .train import EarlyStopping
 
+    stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
     initial_epoch, prior = 0, None
     path = checkpoint.checkpoint_path(args.checkpoint)
     if args.resume and path.exists():
-        initial_epoch, prior = checkpoint.load(path, net, opt, rng, config.to_dict())
+        initial_epoch, prior = checkpoint.load(path, net, opt, rng, config.to_dict(), stoppers)
         print(f"resuming after epoch {initial_epoch} from {path}", file=out, flush=True)
     elif args.resume:
         print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
-    saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict())
+    saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict(), stoppers)
     if prior:
         saver.history = _history_from(prior)
     return saver, initial_epoch, prior

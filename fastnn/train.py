@@ -298,6 +298,21 @@ class EarlyStopping(Callback):
         self.stopped_epoch = 0
         self.wait = 0
         self.best_params = None
+        if getattr(self, "_resumed", None) is not None:
+            state, best_params = self._resumed
+            self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], \
+                state["wait"]
+            self.best_params = None if best_params is None else np.array(best_params)
+            self._resumed = None
+
+    def state(self):
+        """(progress as a JSON-able dict, the best weights so far or None): for checkpoints."""
+        return ({"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait},
+                self.best_params)
+
+    def resume(self, state, best_params):
+        """Continue from :meth:`state` of an interrupted run when training begins again."""
+        self._resumed = (state, best_params)
 
     def on_epoch_end(self, epoch, logs):
         if self.monitor not in logs:

@@ -29,12 +29,20 @@ def _checkpoint_epoch(directory):
         return 0
 
 
-def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels):
+# shifts, flips, label smoothing and keep-best: the augmentation draws and the
+# best weights so far must survive the kill too
+ACCURACY_OPTIONS = ["--augment-shift", "1", "--augment-flip", "--label-smoothing", "0.1",
+                    "--keep-best"]
+
+
+@pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS], ids=["plain", "accuracy-options"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels, options):
+    train = [*TRAIN, *options]
     reference = tmp_path / "reference.npz"
-    subprocess.run([*TRAIN, "--save", str(reference)], check=True, capture_output=True)
+    subprocess.run([*train, "--save", str(reference)], check=True, capture_output=True)
 
     ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen([*TRAIN, "--checkpoint", str(ckpt)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([*train, "--checkpoint", str(ckpt)], stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
     while _checkpoint_epoch(ckpt) < 5 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -44,7 +52,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels):
     assert 5 <= killed_at < 60, "the kill must land mid-training"
 
     resumed = tmp_path / "resumed.npz"
-    out = subprocess.run([*TRAIN, "--checkpoint", str(ckpt), "--resume", "--save",
+    out = subprocess.run([*train, "--checkpoint", str(ckpt), "--resume", "--save",
                           str(resumed)], check=True, capture_output=True, text=True).stdout
     assert f"resuming after epoch {killed_at}" in out
     a, header_a = fastnn.load_model(reference)
@@ -233,3 +241,26 @@ def test_squared_error_loss_trains():
                          data.y_train, epochs=15, batch_size=32)
     assert history["loss"][-1] < history["loss"][0] / 3
     assert net.evaluate(datasets.preprocess(data.x_test), data.y_test)[1] > 0.9
+
+
+def test_checkpoint_carries_early_stopping_progress_and_best_weights(tmp_path):
+    net = fastnn.Network([4, 3, 2], seed=0)
+    opt = fastnn.optimizers.get("adam", net.params)
+    rng = np.random.default_rng(0)
+    stopper = fastnn.EarlyStopping(monitor="val_accuracy", patience=5)
+    stopper.on_train_begin(net, 1)
+    stopper.on_epoch_end(1, {"val_accuracy": 0.7})
+    best = net.params.flat.copy()
+    net.params.flat[:] += 1  # later epochs move on and score worse
+    stopper.on_epoch_end(2, {"val_accuracy": 0.6})
+    history = fastnn.train.History()
+    checkpoint.save(tmp_path / "c.npz", net, opt, rng, 2, history, {"x": 1}, [stopper])
+
+    fresh = fastnn.EarlyStopping(monitor="val_accuracy", patience=5)
+    net2 = fastnn.Network([4, 3, 2], seed=1)
+    checkpoint.load(tmp_path / "c.npz", net2, fastnn.optimizers.get("adam", net2.params),
+                    np.random.default_rng(1), {"x": 1}, [fresh])
+    fresh.on_train_begin(net2, 1)
+    assert (fresh.best, fresh.best_epoch, fresh.wait) == (0.7, 1, 1)
+    fresh.on_train_end(None)
+    np.testing.assert_array_equal(net2.params.flat, best)
