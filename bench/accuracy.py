@@ -34,21 +34,22 @@ SEEDS = (0, 1, 2)
 # The recipe, as fastnn train flags would set it (found by
 # sweeps/fashion_mnist_accuracy.yaml; see reports/accuracy.md).
 RECIPE = {
-    "num_layers": 3, "hidden_size": 1024, "dropout": 0.3, "optimizer": "adam", "lr": 1e-3,
-    "batch_size": 128, "epochs": 40, "lr_schedule": "cosine", "warmup_epochs": 2,
-    "weight_init": "xavier", "activation": "relu", "label_smoothing": 0.1,
-    "augment_shift": 1, "augment_flip": True, "keep_best": True,
+    "num_layers": 3, "hidden_size": 1024, "dropout": 0.1, "optimizer": "adam", "lr": 2e-3,
+    "weight_decay": 5e-5, "batch_size": 128, "epochs": 40, "lr_schedule": "cosine",
+    "warmup_epochs": 2, "weight_init": "xavier", "activation": "relu", "label_smoothing": 0.1,
+    "augment_flip": True, "keep_best": True,
 }
 # What each ablation row removes from the recipe.
 ABLATIONS = {
     "no label smoothing": {"label_smoothing": 0.0},
-    "no shifts": {"augment_shift": 0},
     "no flips": {"augment_flip": False},
 }
 # MNIST from its 10,000-image subset: digits are not mirror images of each
-# other, so no flips; 6x the epochs, so that 9,000 images get as many steps
-# as 54,000 do in the recipe.
-MNIST_CHANGES = {"augment_flip": False, "epochs": RECIPE["epochs"] * 6}
+# other, so no flips; shifts of up to 2 pixels instead (measured worth 1.6
+# points on MNIST from 9,000 images in issue 13, where Fashion-MNIST gained
+# nothing from them); 6x the epochs, so that 9,000 images get as many steps as
+# 54,000 do in the recipe.
+MNIST_CHANGES = {"augment_flip": False, "augment_shift": 2, "epochs": RECIPE["epochs"] * 6}
 # The classic study's best configuration (reports/sweep.md, section 5).
 CLASSIC = {"num_layers": 3, "hidden_size": 128, "optimizer": "adam", "lr": 1e-3,
            "batch_size": 32, "epochs": 10, "weight_init": "xavier", "activation": "relu"}
@@ -210,9 +211,13 @@ def write_report(out_dir, argv_line):
                      f"{_pct(_mean([r['test_accuracy'] for r in rows]))} | "
                      f"{100 * (val - base):+.2f} points |")
     lines += ["", "## MNIST carry-over", "",
-              ("Changed for MNIST: no flips (a mirrored digit is another glyph, or none), and "
-              f"{MNIST_CHANGES['epochs']} epochs instead of {RECIPE['epochs']}, so that the "
-              "9,000 training images get as many optimizer steps as Fashion-MNIST's 54,000."), "",
+              ("Changed for MNIST: no flips (a mirrored digit is another glyph, or none); "
+               f"shifts of up to {MNIST_CHANGES['augment_shift']} pixels instead (in the issue's "
+               "measurements shifts were worth 1.6 points on MNIST from 9,000 images, while on "
+               "Fashion-MNIST they gained nothing, as in the search here); and "
+               f"{MNIST_CHANGES['epochs']} epochs instead of {RECIPE['epochs']}, so that the "
+               "9,000 training images get as many optimizer steps as Fashion-MNIST's 54,000."),
+              "",
               "| seed | validation | test | training time |", "|---|---|---|---|"]
     for r in mnist:
         lines.append(f"| {r['seed']} | {_pct(r['val_accuracy'])} | {_pct(r['test_accuracy'])} | "
@@ -225,7 +230,45 @@ def write_report(out_dir, argv_line):
     if recipe and classic:
         best = max(recipe, key=lambda r: r["val_accuracy"])
         lines += _confusion_section(best, classic, out_dir)
+    lines += _search_section(out_dir / SEARCH)
     atomic_write_bytes(out_dir / "accuracy.md", ("\n".join(lines) + "\n").encode())
+
+
+SEARCH = "sweep_fashion_mnist_accuracy"  # results of sweeps/fashion_mnist_accuracy.yaml
+SWEPT = ("num_layers", "hidden_size", "dropout", "label_smoothing", "augment_shift",
+         "augment_flip", "lr", "weight_decay")
+
+
+def _search_section(results_dir):
+    from fastnn import sweep
+
+    if not (results_dir / sweep.RESULTS_FILE).is_file():
+        return []
+    records = sweep.read_results(results_dir)
+    minutes = sum(r.get("wall_time", 0.0) for r in records) / 60
+    finished = [r for r in records if r.get("status") == "finished"]
+    stopped = [r for r in records if r.get("status") == "stopped"]
+    lines = ["", "## The search that found it", "",
+             (f"`fastnn sweep sweeps/fashion_mnist_accuracy.yaml --workers 2` (local bayes, "
+             f"Optuna's TPE, with hyperband early termination; results in "
+             f"`reports/{results_dir.name}/`): {len(records)} runs, {len(finished)} trained to "
+             f"the end and {len(stopped)} stopped by hyperband, "
+             f"{minutes:.0f} worker-minutes (each worker on one thread). Best validation "
+             "accuracy first:"), "",
+             "| run | " + " | ".join(SWEPT) + " | epochs | best validation | test |",
+             "|---|" + "---|" * (len(SWEPT) + 3)]
+    def best_val(record):
+        return max(record.get("history", {}).get("val_accuracy", [0.0]))
+
+    for r in sorted(records, key=best_val, reverse=True)[:8]:
+        config = r["config"]
+        cells = [str(config.get(k)) for k in SWEPT]
+        epochs = len(r.get("history", {}).get("val_accuracy", []))
+        test = r.get("test_accuracy")
+        lines.append(f"| {r['index']} | " + " | ".join(cells) +
+                     f" | {epochs} | {_pct(best_val(r))} | "
+                     f"{_pct(test) if test is not None else '-'} |")
+    return lines
 
 
 def _confusion_section(best, classic, out_dir):

@@ -36,7 +36,8 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     small = {"num_layers": 1, "hidden_size": 16, "epochs": 2, "batch_size": 64,
              "augment_shift": 1, "augment_flip": True, "label_smoothing": 0.1, "keep_best": True}
     monkeypatch.setattr(accuracy, "RECIPE", small)
-    monkeypatch.setattr(accuracy, "MNIST_CHANGES", {"augment_flip": False, "epochs": 2})
+    monkeypatch.setattr(accuracy, "MNIST_CHANGES", {"augment_flip": False, "augment_shift": 1,
+                                                    "epochs": 2})
     monkeypatch.setattr(accuracy, "CLASSIC", {"num_layers": 1, "hidden_size": 8, "epochs": 1})
     monkeypatch.setattr(accuracy, "SEEDS", (0, 1))
     monkeypatch.setattr(accuracy, "ABLATIONS", {"no flips": {"augment_flip": False}})
