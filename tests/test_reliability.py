@@ -264,3 +264,25 @@ def test_checkpoint_carries_early_stopping_progress_and_best_weights(tmp_path):
     assert (fresh.best, fresh.best_epoch, fresh.wait) == (0.7, 1, 1)
     fresh.on_train_end(None)
     np.testing.assert_array_equal(net2.params.flat, best)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_sweep_prints_one_line_and_no_worker_traceback(tmp_path, signum):
+    # Ctrl-C reaches the whole process group; the pool then ends its workers
+    # with SIGTERM, which must not surface as tracebacks.
+    spec_path = tmp_path / "many.yaml"
+    spec_path.write_text(MANY)
+    results = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "sweep", str(spec_path),
+                             "--results", str(results), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    path = results / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (path.exists() and path.read_bytes().count(b"\n") >= 3):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted:")

@@ -29,9 +29,21 @@ from .spec import SweepError
 _WORKER = {}
 
 
+def _exit_quietly(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="numpy",
                  early=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    # The parent's SIGTERM handler (fastnn sweep: `kill` stops like Ctrl-C) is
+    # inherited through fork, and it raises KeyboardInterrupt, which a pool
+    # worker prints as a traceback. The pool ends its workers with SIGTERM
+    # (and `kill` may reach the whole process group): exit quietly instead,
+    # by an exception all the same, so that a worker waiting for its next task
+    # releases the task queue's lock on the way out (a worker that died
+    # holding it would hang the parent's pool.terminate()).
+    signal.signal(signal.SIGTERM, _exit_quietly)
     os.environ[_threads.ENV_VAR] = str(threads)
     try:
         from threadpoolctl import threadpool_limits
