@@ -14,7 +14,8 @@ from fastnn.cli import build_parser
     (accuracy.RECIPE, "fashion_mnist"),
     ({**accuracy.RECIPE, **accuracy.MNIST_CHANGES}, "mnist"),
     (accuracy.CLASSIC, "fashion_mnist"),
-    (accuracy.PREVIOUS, "fashion_mnist"),
+    (accuracy.SEARCH_BEST, "fashion_mnist"),
+    (accuracy.SEARCH_MNIST, "mnist"),
 ])
 def test_printed_command_trains_exactly_the_run(values, dataset):
     argv = shlex.split(accuracy.command(values, dataset, 2))[1:]  # drop "fastnn"
@@ -28,10 +29,11 @@ def test_printed_command_trains_exactly_the_run(values, dataset):
 def test_study_plan_holds_seeds_ablations_mnist_and_classic():
     keys = [run[0] for run in accuracy.planned()]
     assert len(keys) == len(set(keys))
-    assert {k.split("/")[0] for k in keys} == {"recipe", "mnist", "classic", "previous best",
-                                                *accuracy.ABLATIONS}
+    assert {k.split("/")[0] for k in keys} == {"recipe", "mnist", "classic", "search best",
+                                                "search best mnist", *accuracy.ABLATIONS}
     for name, change in accuracy.ABLATIONS.items():
-        assert any(accuracy.RECIPE[k] != v for k, v in change.items()), name
+        assert any(accuracy.RECIPE.get(k, getattr(accuracy.TrainConfig, k)) != v
+                   for k, v in change.items()), name
 
 
 def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
@@ -41,8 +43,10 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(accuracy, "MNIST_CHANGES", {"augment_flip": False, "augment_shift": 1,
                                                     "epochs": 2})
     monkeypatch.setattr(accuracy, "CLASSIC", {"num_layers": 1, "hidden_size": 8, "epochs": 1})
-    monkeypatch.setattr(accuracy, "PREVIOUS", {"num_layers": 1, "hidden_size": 8, "epochs": 1,
-                                               "keep_best": True})
+    monkeypatch.setattr(accuracy, "SEARCH_BEST", {"num_layers": 1, "hidden_size": 8,
+                                                  "epochs": 1, "keep_best": True})
+    monkeypatch.setattr(accuracy, "SEARCH_MNIST", {"num_layers": 1, "hidden_size": 8,
+                                                   "epochs": 1, "augment_shift": 1})
     monkeypatch.setattr(accuracy, "SEEDS", (0, 1))
     monkeypatch.setattr(accuracy, "ABLATIONS", {"no flips": {"augment_flip": False}})
     real_planned = accuracy.planned
@@ -52,7 +56,7 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)
     records = [json.loads(line) for line in (tmp_path / "accuracy.jsonl").read_text().split("\n")
                if line]
-    assert len(records) == 2 + 2 + 2 + 2 + 1
+    assert len(records) == 2 + 2 + 2 + 2 + 2 + 1
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in records)
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)  # resumes: nothing to do
     assert len((tmp_path / "accuracy.jsonl").read_text().splitlines()) == len(records)
