@@ -108,10 +108,6 @@ class Augmentation:
                 src[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
             img[...] = tmp
 
-    def config(self):
-        return {"augment_shift": self.shift, "augment_flip": self.flip,
-                "image_shape": list(self.image_shape)}
-
 
 @fused(None)
 def _gather_augmented_fused(X, idx, xb, draws, shift, flip, height, width):

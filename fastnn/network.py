@@ -171,7 +171,7 @@ class Network:
         self._terms_per_row = 1 if self.loss_name == "cross_entropy" else self.n_classes
         on, off = losses.smoothed_targets(self.label_smoothing, self.n_classes)
         self._target_on, self._target_off = self.dtype.type(on), self.dtype.type(off)
-        self._targets = (on, off)  # Python floats for the NumPy kernels
+        self._smoothed = (on, off)  # Python floats for the NumPy kernels
         self._inv = _Reciprocals(self.dtype)
         return self
 
@@ -358,7 +358,7 @@ class Network:
             # cross-entropy sums one term per row, squared error one per output
             return total / (n * self._terms_per_row), int(correct)
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
-        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n], *self._targets)
+        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n], *self._smoothed)
         return loss, n_correct
 
     def compiled_step(self, optimizer, X, y, batch_size, update=True, augment=None, rng=None):
@@ -536,7 +536,6 @@ class CompiledStep:
         self.augment = augment if augment is not None and augment.active else None
         self.rng = rng
         self.optimizer = optimizer
-        self.X, self.y = X, y
         net._ensure_capacity(batch_size)
         code = getattr(type(optimizer), "_step_code", None)
         fusable = (update and code is not None
@@ -565,20 +564,19 @@ class CompiledStep:
         self._yb = np.empty(batch_size, dtype=np.intp)
         self._sizes = np.array(net.layer_sizes, dtype=np.intp)
         self._hidden_masks = [layer.mask for layer in net.layers[:-1]] if net.dropout else []
-        self._args = (gemm, gemv, X, y, self._xb, self._yb,
-                      net._flat, net._flat_grad, self._sizes, net._z_all, net._delta_all,
-                      net._mask_all, net._dropped_all, net._ones, *state, self._codes,
-                      self._consts, self._out, self._draws)
-        idx = np.zeros(1, dtype=np.intp)
-        self._kernel = _jit.compiled_for(_train_step_fused, (gemm, gemv, X, y, idx,
-                                                              *self._args[4:]))
+        # the kernel's arguments before and after the batch's row indices
+        self._head = (gemm, gemv, X, y)
+        self._tail = (self._xb, self._yb, net._flat, net._flat_grad, self._sizes, net._z_all,
+                      net._delta_all, net._mask_all, net._dropped_all, net._ones, *state,
+                      self._codes, self._consts, self._out, self._draws)
+        self._kernel = _jit.compiled_for(_train_step_fused, (*self._head, np.zeros(1, np.intp),
+                                                              *self._tail))
 
     def __call__(self, idx):
         net, consts, out = self.net, self._consts, self._out
         n = idx.shape[0]
         consts[_F_INV_N] = net._inv[n]
         if self.updates:
-            consts[_F_UPDATE:_F_UPDATE + 5] = 0
             scalars = self.optimizer._advance()
             consts[_F_UPDATE:_F_UPDATE + len(scalars)] = scalars
         if self.augment is not None:
@@ -588,8 +586,7 @@ class CompiledStep:
             rng.random(dtype=net.dtype, out=mask[:n])
         penalty = net._penalty()
         out[3] = penalty
-        a = self._args
-        self._kernel(a[0], a[1], a[2], a[3], idx, *a[4:])
+        self._kernel(*self._head, idx, *self._tail)
         if self.updates and not out[2]:
             self.optimizer._retreat()
         return out[0] / (n * net._terms_per_row) + penalty, int(out[1])

@@ -237,24 +237,19 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
 
     # With the numba kernels a step is one compiled call (gather, forward,
     # backward and, without clipping, the update); net.train_step_ is the
-    # same step in Python, the reference. Its products run back to back, so
-    # BLAS keeps its threads busy and two pay off even at batch 16
-    # (measured, bench/compare.py); the Python step, with gaps between its
-    # products, follows blas_threads_for.
+    # same step in Python, the reference.
     if augment is not None and not augment.active:
         augment = None
     if augment is not None and augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
         raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
                          f"{X.shape[1]} features")
-    compiled = net.compiled_step(optimizer, X, y, batch, update=not clip_norm, augment=augment,
-                                 rng=rng)
-    budget = _threads.resolve(threads)
-    n_threads = budget if compiled is not None else blas_threads_for(net, batch, budget)
+    run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng,
+                                            threads)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
         _epochs(net, optimizer, X, y, X_val, y_val, range(initial_epoch + 1, epochs + 1),
-                batch, shuffle, rng, callbacks, history, clip_norm, compiled, augment)
+                batch, shuffle, rng, callbacks, history, clip_norm, run_step)
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     for cb in callbacks:
@@ -422,6 +417,22 @@ class _PythonStep:
         return self.net.train_step_(xm, ym)
 
 
+def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, threads):
+    """The step ``fit`` runs (compiled with numba, else Python) and its BLAS threads.
+
+    The compiled step runs its products back to back, so BLAS keeps its
+    threads busy and two pay off even at batch 16 (measured,
+    bench/compare.py): it gets the whole budget. The Python step, with gaps
+    between its products, follows :func:`blas_threads_for`.
+    """
+    compiled = net.compiled_step(optimizer, X, y, batch, update=not clip_norm, augment=augment,
+                                 rng=rng)
+    budget = _threads.resolve(threads)
+    if compiled is not None:
+        return compiled, budget
+    return _PythonStep(net, X, y, batch, augment, rng), blas_threads_for(net, batch, budget)
+
+
 def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None, rng=None,
               threads=None):
     """One training step on rows ``idx`` of (X, y), exactly as :func:`fit` runs it.
@@ -435,14 +446,8 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
     (:meth:`Network.compiled_step`), else it is the Python step.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
-    compiled = net.compiled_step(optimizer, X, y, batch_size, update=not clip_norm,
-                                 augment=augment, rng=rng)
-    budget = _threads.resolve(threads)
-    if compiled is not None:
-        inner, n_threads = compiled, budget
-    else:
-        inner = _PythonStep(net, X, y, batch_size, augment, rng)
-        n_threads = blas_threads_for(net, batch_size, budget)
+    inner, n_threads = _step_and_threads(net, optimizer, X, y, batch_size, clip_norm, augment,
+                                         rng, threads)
 
     def step(idx):
         loss, n_correct = inner(idx)
@@ -456,10 +461,9 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
 
 
 def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng, callbacks,
-            history, clip_norm, compiled, augment):
+            history, clip_norm, run_step):
     n = X.shape[0]
     order = np.arange(n)
-    run_step = compiled if compiled is not None else _PythonStep(net, X, y, batch, augment, rng)
     batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     grads = net.grads
     for epoch in epoch_range:

@@ -18,7 +18,9 @@ OPTIMIZERS = list(optimizers.OPTIMIZERS)
 
 def _data(n=300, features=12, classes=4, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
-    return rng.random((n, features), dtype=np.float64).astype(dtype), rng.integers(0, classes, n)
+    # intp labels, as fit() hands them to the compiled step
+    return (rng.random((n, features), dtype=np.float64).astype(dtype),
+            rng.integers(0, classes, n).astype(np.intp))
 
 
 def _train(compiled, optimizer="adam", epochs=2, batch=32, dtype="float32", fit_kw=None,
@@ -66,7 +68,6 @@ def test_short_last_batch_and_clipping_equal_the_python_step():
 
 def test_fit_uses_the_compiled_step_with_numba_kernels_only():
     X, y = _data()
-    y = y.astype(np.intp)
     net = fastnn.Network([12, 16, 4], kernels="numba")
     opt = optimizers.get("adam", net.params, kernels="numba", threads=1)
     step = net.compiled_step(opt, X, y, 32)
@@ -95,7 +96,7 @@ def test_an_optimizer_the_step_does_not_know_is_stepped_in_python():
     for cls, lr in ((HalfSGD, 0.1), (optimizers.SGD, 0.05)):
         net = fastnn.Network([12, 16, 4], kernels="numba")
         opt = cls(net.params, lr=lr, kernels="numba")
-        updates = net.compiled_step(opt, X, y.astype(np.intp), 32).updates
+        updates = net.compiled_step(opt, X, y, 32).updates
         assert updates is (cls is optimizers.SGD)
         fastnn.fit(net, opt, X, y, epochs=1, batch_size=32)
         results.append(net.params.flat.copy())
@@ -123,7 +124,6 @@ def _diverge(compiled):
 
 def test_diverged_step_leaves_parameters_and_step_count_alone():
     X, y = _data()
-    y = y.astype(np.intp)
     net = fastnn.Network([12, 16, 4], kernels="numba")
     opt = optimizers.get("nadam", net.params, kernels="numba", threads=1)
     step = net.compiled_step(opt, X, y, 16)
@@ -143,7 +143,6 @@ def test_large_networks_on_several_threads_update_in_python():
     assert net.n_params >= optimizers.PARALLEL_MIN_SIZE
     two = optimizers.get("adam", net.params, kernels="numba", threads=2)
     one = optimizers.get("adam", net.params, kernels="numba", threads=1)
-    y = y.astype(np.intp)
     assert net.compiled_step(two, X, y, 32).updates is False
     assert net.compiled_step(one, X, y, 32).updates is True
 
@@ -159,7 +158,6 @@ def test_read_only_input_compiles_before_the_loop():
 
 def test_compiled_step_allocates_nothing_in_steady_state():
     X, y = _data()
-    y = y.astype(np.intp)
     net = fastnn.Network([12, 16, 8, 4], kernels="numba", dropout=0.1, weight_decay=1e-4)
     opt = optimizers.get("adam", net.params, kernels="numba", threads=1)
     step = net.compiled_step(opt, X, y, 32)
