@@ -10,6 +10,7 @@ Public API::
 """
 
 from . import datasets, metrics, optimizers, schedules
+from .average import WeightAverage
 from .config import TrainConfig
 from .errors import (
     ConfigError,
@@ -45,6 +46,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Callback", "ConfigError", "DataError", "DataNotFoundError", "EarlyStopping",
     "FastnnError", "History", "LearningRateScheduler", "MLPClassifier", "ModelCheckpoint",
-    "ModelFileError", "Network", "TrainConfig", "TrainingDivergedError", "__version__",
+    "ModelFileError", "Network", "TrainConfig", "TrainingDivergedError", "WeightAverage", "__version__",
     "datasets", "fit", "load_model", "metrics", "optimizers", "save_model", "schedules",
 ]

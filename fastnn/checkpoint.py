@@ -26,12 +26,15 @@ def checkpoint_path(directory):
     return Path(directory) / FILENAME
 
 
-def save(path, net, optimizer, rng, epoch, history, config, stoppers=()):
+def save(path, net, optimizer, rng, epoch, history, config, stoppers=(), average=None):
     """Write everything needed to continue training after ``epoch``.
 
     ``stoppers`` are the run's :class:`~fastnn.train.EarlyStopping` callbacks
     (early stopping, keep-best): their progress and best weights so far are
     saved too, so a resumed run stops and restores as the uninterrupted one.
+    ``average`` (a :class:`~fastnn.average.WeightAverage`) is saved with its
+    step count; the parameters saved are the trained ones even while the
+    average is swapped into the network for the epoch's callbacks.
     """
     states = [stopper.state() for stopper in stoppers]
     header = {
@@ -40,8 +43,11 @@ def save(path, net, optimizer, rng, epoch, history, config, stoppers=()):
         "rng": rng.bit_generator.state, "dropout_rng": net._dropout_rng.bit_generator.state,
         "stoppers": [state for state, _ in states],
     }
-    arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8),
-              "params": net.params.flat}
+    params = net.params.flat if average is None else average.raw_params()
+    arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), "params": params}
+    if average is not None:
+        header["average"], arrays["average"] = average.state()
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     for i, (_, best) in enumerate(states):
         if best is not None:
             arrays[f"best_{i}"] = best
@@ -52,8 +58,8 @@ def save(path, net, optimizer, rng, epoch, history, config, stoppers=()):
         np.savez(f, **arrays)
 
 
-def load(path, net, optimizer, rng, config, stoppers=()):
-    """Restore a checkpoint into ``net``, ``optimizer`` and ``rng`` (in place).
+def load(path, net, optimizer, rng, config, stoppers=(), average=None):
+    """Restore a checkpoint into ``net``, ``optimizer``, ``rng`` (and ``average``) in place.
 
     Returns
     -------
@@ -84,6 +90,8 @@ def load(path, net, optimizer, rng, config, stoppers=()):
                          for k in z.names if k.startswith("opt_")}
             best = {k: z.array(k, dtype=flat.dtype, shape=flat.shape)
                     for k in z.names if k.startswith("best_")}
+            averaged = (z.array("average", dtype=flat.dtype, shape=flat.shape)
+                        if average is not None and "average" in z.names else None)
     except (OSError, ValueError, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable fastnn checkpoint ({exc})") from None
     required = ("epoch", "config", "history", "optimizer_t", "rng", "dropout_rng")
@@ -105,6 +113,10 @@ def load(path, net, optimizer, rng, config, stoppers=()):
         for i, (stopper, state) in enumerate(zip(stoppers, saved_stoppers)):
             stopper.resume({k: state[k] for k in ("best", "best_epoch", "wait")},
                            best.get(f"best_{i}"))
+        if average is not None:
+            if averaged is None:
+                raise ValueError("it holds no weight average")
+            average.resume(header["average"], averaged)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: checkpoint state does not fit this run ({exc})") from None
     net.params.flat[:] = params
@@ -114,7 +126,7 @@ def load(path, net, optimizer, rng, config, stoppers=()):
 class Checkpoint(Callback):
     """Save a checkpoint after every epoch (see :func:`save`)."""
 
-    def __init__(self, directory, net, optimizer, rng, config, stoppers=()):
+    def __init__(self, directory, net, optimizer, rng, config, stoppers=(), average=None):
         self.path = checkpoint_path(directory)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A run killed while writing leaves its temporary file: clear it away.
@@ -122,6 +134,7 @@ class Checkpoint(Callback):
             stale.unlink(missing_ok=True)
         self.net, self.optimizer, self.rng, self.config = net, optimizer, rng, config
         self.stoppers = tuple(stoppers)
+        self.average = average
         self.history = None
 
     def on_epoch_end(self, epoch, logs):
@@ -131,4 +144,4 @@ class Checkpoint(Callback):
             self.history = History()
         self.history.append(epoch, logs)
         save(self.path, self.net, self.optimizer, self.rng, epoch, self.history, self.config,
-             self.stoppers)
+             self.stoppers, self.average)

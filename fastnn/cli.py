@@ -129,6 +129,10 @@ def _add_train_args(p):
     p.add_argument("--keep-best", "--keep_best", dest="keep_best", nargs="?", const=True,
                    default=d.keep_best, type=_flag, metavar="BOOL",
                    help="end with the weights of the epoch of best validation accuracy")
+    p.add_argument("--ema", "--ema-decay", "--ema_decay", dest="ema_decay", type=float,
+                   default=d.ema_decay, metavar="DECAY",
+                   help="validate and keep an exponential moving average of the weights with "
+                        "this decay, e.g. 0.999 (0: off)")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing data")
@@ -313,11 +317,13 @@ def cmd_train(args, out):
     net, opt = build(config, split.X_train.shape[1], len(split.class_names),
                      threads=args.threads, kernels=args.kernels)
     callbacks = config_callbacks(config, opt)
+    average = config.weight_average()
     model_bytes = net.params.flat.nbytes + 16 * 1024  # arrays + header and zip overhead
     if save_path is not None:
         _check_space(save_path, model_bytes, "--save")
     if args.checkpoint:
-        n_arrays = 2 + len(opt.state)  # params, the temporary copy, optimizer state
+        # params, the temporary copy, optimizer state, keep-best and averaged weights
+        n_arrays = 2 + len(opt.state) + len(callbacks) + (average is not None)
         _check_space(Path(args.checkpoint) / "checkpoint.npz", n_arrays * model_bytes,
                      "--checkpoint")
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
@@ -328,7 +334,7 @@ def cmd_train(args, out):
     initial_epoch, prior = 0, None
     if args.checkpoint:
         saver, initial_epoch, prior = _checkpointing(args, net, opt, rng, config, out,
-                                                     callbacks)
+                                                     callbacks, average)
         callbacks.append(saver)
     printer = _make_printer(config.epochs, not args.no_progress, out)
     callbacks.append(printer)
@@ -347,7 +353,7 @@ def cmd_train(args, out):
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
                       seed=rng, callbacks=callbacks, threads=args.threads,
                       clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
-                      augment=config.augmentation(split.X_train.shape[1]))
+                      augment=config.augmentation(split.X_train.shape[1]), average=average)
         if prior:
             history = _history_from(prior, then=history)
     except KeyboardInterrupt:
@@ -375,7 +381,7 @@ def cmd_train(args, out):
     return 0
 
 
-def _checkpointing(args, net, opt, rng, config, out, callbacks=()):
+def _checkpointing(args, net, opt, rng, config, out, callbacks=(), average=None):
     """The Checkpoint callback, restoring the last checkpoint first with --resume.
 
     Returns (callback, epochs already done, history record of those epochs).
@@ -387,11 +393,13 @@ def _checkpointing(args, net, opt, rng, config, out, callbacks=()):
     initial_epoch, prior = 0, None
     path = checkpoint.checkpoint_path(args.checkpoint)
     if args.resume and path.exists():
-        initial_epoch, prior = checkpoint.load(path, net, opt, rng, config.to_dict(), stoppers)
+        initial_epoch, prior = checkpoint.load(path, net, opt, rng, config.to_dict(), stoppers,
+                                               average)
         print(f"resuming after epoch {initial_epoch} from {path}", file=out, flush=True)
     elif args.resume:
         print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
-    saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict(), stoppers)
+    saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict(), stoppers,
+                                  average)
     if prior:
         saver.history = _history_from(prior)
     return saver, initial_epoch, prior

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import optimizers
 from .augment import Augmentation
+from .average import WeightAverage
 from .network import Network
 from .train import Callback, EarlyStopping, fit
 
@@ -67,6 +68,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Mirror training images left-right at random.
     image_shape : (height, width) or None, default=None
         Layout of a row as an image for augmentation; None means square.
+    ema_decay : float, default=0.0
+        Keep an exponential moving average of the weights with this decay
+        (:mod:`fastnn.average`; 0 is off): early stopping and the fitted
+        network use the averaged weights.
 
     Attributes
     ----------
@@ -87,7 +92,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  batch_size=64, epochs=100, dtype="float32", random_state=None,
                  validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None,
                  dropout=0.0, label_smoothing=0.0, augment_shift=0, augment_flip=False,
-                 image_shape=None):
+                 image_shape=None, ema_decay=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -113,6 +118,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.augment_shift = augment_shift
         self.augment_flip = augment_flip
         self.image_shape = image_shape
+        self.ema_decay = ema_decay
 
     # ------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -140,6 +146,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                 dropout=self.dropout, label_smoothing=self.label_smoothing)
         self._augment = Augmentation.for_features(n_features, self.augment_shift,
                                                   self.augment_flip, self.image_shape)
+        self._average = WeightAverage(self.ema_decay) if self.ema_decay else None
         self.optimizer_ = optimizers.get(
             self.optimizer, self.network_.params, kernels=self.kernels, lr=self.learning_rate,
             momentum=self.momentum, beta=self.beta, beta1=self.beta1, beta2=self.beta2,
@@ -183,7 +190,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = fit(self.network_, self.optimizer_, X, encoded, epochs=self.epochs,
                             batch_size=min(self.batch_size, X.shape[0]),
                             validation_data=validation, seed=seed, callbacks=callbacks,
-                            augment=self._augment)
+                            augment=self._augment, average=self._average)
         self._seed_, self._epochs_done = seed, len(self.history_.epoch)
         return self
 
@@ -222,7 +229,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("classes differs from the classes of the first partial_fit call")
         history = fit(self.network_, self.optimizer_, X, self._encode(y), epochs=1,
                       batch_size=min(self.batch_size, X.shape[0]),
-                      seed=self._seed_ + self._epochs_done, augment=self._augment)
+                      seed=self._seed_ + self._epochs_done, augment=self._augment,
+                      average=self._average)
         self._epochs_done += 1
         if first or not hasattr(self, "history_"):
             self.history_ = history

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from . import _checks, _threads
+from .average import WeightAverage
 from .errors import TrainingDivergedError
 from .network import as_labels
 
@@ -154,7 +155,7 @@ def check_finite_rows(X, name="X", chunk=4096):
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
         shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0,
-        kernels=None, augment=None):
+        kernels=None, augment=None, average=None):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -195,6 +196,11 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     augment : fastnn.augment.Augmentation, optional
         Shift and flip every training batch as it is gathered (never the
         validation data), from draws of the shuffling generator.
+    average : float or fastnn.average.WeightAverage, optional
+        Keep an exponential moving average of the weights with this decay
+        (or this average, e.g. a resumed one): validation metrics, the
+        callbacks' ``on_epoch_end`` (early stopping, keep-best) and the
+        network after training use the averaged weights.
 
     Returns
     -------
@@ -243,15 +249,21 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     if augment is not None and augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
         raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
                          f"{X.shape[1]} features")
+    if average is not None and not isinstance(average, WeightAverage):
+        average = WeightAverage(average)
+    if average is not None:
+        average.start(net)
     run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng,
                                             threads)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
         _epochs(net, optimizer, X, y, X_val, y_val, range(initial_epoch + 1, epochs + 1),
-                batch, shuffle, rng, callbacks, history, clip_norm, run_step)
+                batch, shuffle, rng, callbacks, history, clip_norm, run_step, average)
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
+    if average is not None:
+        average.finish()
     for cb in callbacks:
         cb.on_train_end(history)
     return history
@@ -270,6 +282,10 @@ class EarlyStopping(Callback):
         Smallest change that counts as an improvement.
     restore_best_weights : bool
         At the end, copy back the parameters of the best epoch.
+    prefer_later : bool
+        A later epoch that ties the best score exactly becomes the best
+        one; keep-best uses it, as a tie on the validation
+        set is no evidence against the longer-trained weights.
 
     Attributes
     ----------
@@ -278,8 +294,9 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0,
-                 restore_best_weights=True):
+                 restore_best_weights=True, prefer_later=False):
         _checks.number("patience", patience, low=1, integer=True)
+        self.prefer_later = bool(prefer_later)
         self.monitor = monitor
         self.patience = patience
         self.min_delta = min_delta
@@ -314,7 +331,8 @@ class EarlyStopping(Callback):
             raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not among the "
                              f"epoch metrics {sorted(logs)} (val_* needs validation_data)")
         score = self.sign * logs[self.monitor]
-        if score > self.best + self.min_delta:
+        better = score > self.best + self.min_delta or (self.prefer_later and score == self.best)
+        if better:
             self.best, self.best_epoch, self.wait = score, epoch, 0
             if self.restore_best_weights:
                 if self.best_params is None:
@@ -461,7 +479,7 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
 
 
 def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng, callbacks,
-            history, clip_norm, run_step):
+            history, clip_norm, run_step, average=None):
     n = X.shape[0]
     order = np.arange(n)
     batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -483,17 +501,20 @@ def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng
                 if clip_norm:
                     clip_gradients_(grads.flat, clip_norm)
                 optimizer.step(grads)
+            if average is not None:
+                average.update()
             loss_sum += loss * m
             correct += n_correct
             for cb in batch_cbs:
                 cb.on_batch_end(step, loss)
         logs = {"loss": loss_sum / n, "accuracy": correct / n}
-        if X_val is not None:
-            logs["val_loss"], logs["val_accuracy"] = net.evaluate(X_val, y_val)
-        logs["time"] = time.perf_counter() - start_time
-        stop = False
-        for cb in callbacks:  # before recording: a callback may add to the logs
-            stop = bool(cb.on_epoch_end(epoch, logs)) or stop
+        with average.swapped_in() if average is not None else contextlib.nullcontext():
+            if X_val is not None:
+                logs["val_loss"], logs["val_accuracy"] = net.evaluate(X_val, y_val)
+            logs["time"] = time.perf_counter() - start_time
+            stop = False
+            for cb in callbacks:  # before recording: a callback may add to the logs
+                stop = bool(cb.on_epoch_end(epoch, logs)) or stop
         history.append(epoch, logs)
         if stop:
             break
@@ -534,7 +555,7 @@ def config_callbacks(config, optimizer):
     if config.keep_best:
         # never stops; at the end restores the epoch of best validation accuracy
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=config.epochs + 1,
-                                       restore_best_weights=True))
+                                       restore_best_weights=True, prefer_later=True))
     return callbacks
 
 
@@ -552,5 +573,6 @@ def train_config(config, split, callbacks=(), threads=None, kernels=None):
                   batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
                   seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],
                   threads=threads, clip_norm=config.clip_norm or None,
-                  augment=config.augmentation(split.X_train.shape[1]))
+                  augment=config.augmentation(split.X_train.shape[1]),
+                  average=config.weight_average())
     return net, opt, history

@@ -62,3 +62,16 @@ def test_estimator_takes_the_accuracy_options():
     bad = fastnn.MLPClassifier(epochs=1, augment_flip=True)
     with pytest.raises(ConfigError, match="not a square"):
         bad.fit(X[:, :60], y)
+
+
+def test_keep_best_takes_the_later_of_tied_epochs():
+    from fastnn.train import EarlyStopping
+
+    net = fastnn.Network([2, 2])
+    for prefer_later, expected in ((False, 2), (True, 4)):
+        stopper = EarlyStopping(monitor="val_accuracy", patience=10, prefer_later=prefer_later)
+        stopper.on_train_begin(net, 1)
+        for epoch, acc in enumerate([0.5, 0.9, 0.8, 0.9, 0.85], 1):
+            stopper.on_epoch_end(epoch, {"val_accuracy": acc})
+        assert stopper.best_epoch == expected and stopper.best == 0.9
+    assert config_callbacks(TrainConfig(keep_best=True), None)[-1].prefer_later

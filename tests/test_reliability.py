@@ -29,10 +29,11 @@ def _checkpoint_epoch(directory):
         return 0
 
 
-# shifts, flips, label smoothing and keep-best: the augmentation draws and the
-# best weights so far must survive the kill too
+# shifts, flips, label smoothing, keep-best and the weight average: the
+# augmentation draws, the best weights so far and the average must survive
+# the kill too
 ACCURACY_OPTIONS = ["--augment-shift", "1", "--augment-flip", "--label-smoothing", "0.1",
-                    "--keep-best"]
+                    "--keep-best", "--ema", "0.99"]
 
 
 @pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS], ids=["plain", "accuracy-options"])
