@@ -143,10 +143,11 @@ def test_softmax_cross_entropy_fused_kernel(benchmark, batch):
     kernel = _jit.compiled(losses.FUSED["cross_entropy"], "float32")
     inv_n, unused = np.float32(1 / batch), np.float32(0)
     on, off = np.float32(1), np.float32(0)  # one-hot targets (no label smoothing)
+    lam, mu = np.float32(1), np.float32(0)  # no mixup
 
     def run():
         np.copyto(z, logits)
-        return kernel(z, y, z, inv_n, unused, on, off)
+        return kernel(z, y, z, inv_n, unused, on, off, lam, mu)
 
     total, correct = benchmark(run)
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""Data augmentation in the mini-batch gather: random shifts and horizontal flips.
+"""Data augmentation in the mini-batch gather: random shifts, horizontal flips, mixup.
 
 Each training image (a row of ``X``, an ``image_shape`` raster in row-major
 order) is, independently and afresh every time it is drawn into a batch:
@@ -14,10 +14,19 @@ so a run is reproducible from its seed, a resumed run continues the same
 stream, and a step allocates nothing. Validation and test data are never
 augmented.
 
+Mixup (``mixup`` = alpha > 0) then blends each row of the batch with the
+next one (the last with the first; the rows are already in random order):
+``x_i = lam * x_i + mu * x_(i+1)`` with ``lam`` drawn once per batch from
+Beta(alpha, alpha) after the rows' draws, and ``mu = 1 - lam``; the loss
+blends the two rows' targets with the same weights
+(:func:`fastnn.losses.softmax_cross_entropy_`), and the training accuracy
+counts a row as correct when it predicts the row's own label.
+
 Two implementations give the same result bit for bit (the transform only
-copies values): :meth:`Augmentation.apply_` on a gathered batch (NumPy,
-the reference) and :func:`_gather_augmented_fused`, which gathers and
-transforms in one pass inside the compiled training step.
+copies values; the blend is one multiply-add per value in the same order):
+:meth:`Augmentation.apply_` and :meth:`Augmentation.mix_` on a gathered
+batch (NumPy, the reference) and :func:`_gather_augmented_fused` and
+:func:`_mix_rows_fused`, which run inside the compiled training step.
 """
 
 import math
@@ -42,17 +51,21 @@ class Augmentation:
     image_shape : (height, width)
         How a row of features is laid out; ``height * width`` must equal
         the number of features.
+    mixup : float >= 0
+        Mixup's alpha (0: off): blend each row with the next, weights from
+        Beta(alpha, alpha); needs no image layout.
 
     Raises
     ------
     ConfigError
         A negative or non-integer shift, a shift not smaller than the image,
-        or a shape that does not match the features.
+        a shape that does not match the features, or a negative alpha.
     """
 
-    def __init__(self, shift=0, flip=False, image_shape=(28, 28)):
+    def __init__(self, shift=0, flip=False, image_shape=(28, 28), mixup=0.0):
         self.shift = int(_checks.number("augment_shift", shift, low=0, integer=True))
         self.flip = bool(flip)
+        self.mixup = float(_checks.number("mixup", mixup, low=0))
         shape = tuple(int(s) for s in image_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise ConfigError(f"image_shape must be (height, width), got {image_shape!r}")
@@ -61,23 +74,27 @@ class Augmentation:
                               f"({shape[0]}x{shape[1]}), got {self.shift}")
         self.image_shape = shape
         self._tmp = np.empty(0)
+        self._scratch = np.empty(0)
 
     @classmethod
-    def for_features(cls, n_features, shift=0, flip=False, image_shape=None):
+    def for_features(cls, n_features, shift=0, flip=False, image_shape=None, mixup=0.0):
         """An Augmentation for rows of ``n_features``, or None when it would do nothing.
 
         ``image_shape`` None means a square image (``n_features`` must be a
-        perfect square then).
+        perfect square then) when shifting or flipping, and any layout
+        with mixup alone.
         """
-        if not shift and not flip:
+        if not shift and not flip and not mixup:
             return None
+        if image_shape is None and not shift and not flip:
+            image_shape = (1, n_features)
         if image_shape is None:
             side = math.isqrt(n_features)
             if side * side != n_features:
                 raise ConfigError(f"augmentation needs image_shape for {n_features} features "
                                   f"(not a square image)")
             image_shape = (side, side)
-        aug = cls(shift, flip, image_shape)
+        aug = cls(shift, flip, image_shape, mixup)
         if aug.image_shape[0] * aug.image_shape[1] != n_features:
             raise ConfigError(f"image_shape {aug.image_shape} does not match {n_features} "
                               f"features")
@@ -85,11 +102,32 @@ class Augmentation:
 
     @property
     def active(self):
+        """Whether it changes anything."""
+        return bool(self.shift or self.flip or self.mixup)
+
+    @property
+    def moves(self):
+        """Whether it shifts or flips (and so draws per row)."""
         return bool(self.shift or self.flip)
 
     def draw(self, rng, out):
         """Fill ``out`` (rows, 3) float64 with the uniform draws of one batch."""
         rng.random(dtype=np.float64, out=out)
+
+    def draw_mix(self, rng, dtype):
+        """Mixup's weights of one batch, ``(lam, mu)`` in ``dtype``: one Beta draw."""
+        lam = np.dtype(dtype).type(rng.beta(self.mixup, self.mixup))
+        return lam, np.dtype(dtype).type(1) - lam
+
+    def mix_(self, xb, lam, mu):
+        """Blend each row of ``xb`` in place with the next: ``lam * x_i + mu * x_(i+1)`` (reference)."""
+        if self._scratch.shape != xb.shape or self._scratch.dtype != xb.dtype:
+            self._scratch = np.empty_like(xb)
+        scratch = self._scratch
+        np.multiply(xb[1:], mu, out=scratch[:-1])
+        np.multiply(xb[0], mu, out=scratch[-1])
+        xb *= lam
+        xb += scratch
 
     def apply_(self, xb, draws):
         """Transform each row of ``xb`` in place as ``draws`` (rows, 3) say (reference)."""
@@ -130,3 +168,15 @@ def _gather_augmented_fused(X, idx, xb, draws, shift, flip, height, width):
                     xb[base + r * width + c] = X[row, sr * width + sc]
                 else:
                     xb[base + r * width + c] = 0
+
+
+@fused("void(F[:, ::1], F, F, F[::1])")
+def _mix_rows_fused(x, lam, mu, first):
+    """Augmentation.mix_ in one pass: ``x_i = lam * x_i + mu * x_(i+1)``, ``first`` a scratch row."""
+    n, m = x.shape
+    for j in range(m):
+        first[j] = x[0, j]
+    for i in range(n):
+        for j in range(m):
+            nxt = x[i + 1, j] if i + 1 < n else first[j]
+            x[i, j] = x[i, j] * lam + nxt * mu

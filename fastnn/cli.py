@@ -129,6 +129,9 @@ def _add_train_args(p):
     p.add_argument("--keep-best", "--keep_best", dest="keep_best", nargs="?", const=True,
                    default=d.keep_best, type=_flag, metavar="BOOL",
                    help="end with the weights of the epoch of best validation accuracy")
+    p.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
+                   help="blend each training image and its target with another's, weights "
+                        "from Beta(ALPHA, ALPHA), e.g. 0.2 (0: off)")
     p.add_argument("--ema", "--ema-decay", "--ema_decay", dest="ema_decay", type=float,
                    default=d.ema_decay, metavar="DECAY",
                    help="validate and keep an exponential moving average of the weights with "

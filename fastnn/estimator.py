@@ -68,6 +68,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Mirror training images left-right at random.
     image_shape : (height, width) or None, default=None
         Layout of a row as an image for augmentation; None means square.
+    mixup : float, default=0.0
+        Mixup's alpha (0: off): blend pairs of training rows and their
+        targets with weights from Beta(alpha, alpha) (:mod:`fastnn.augment`).
     ema_decay : float, default=0.0
         Keep an exponential moving average of the weights with this decay
         (:mod:`fastnn.average`; 0 is off): early stopping and the fitted
@@ -92,7 +95,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  batch_size=64, epochs=100, dtype="float32", random_state=None,
                  validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None,
                  dropout=0.0, label_smoothing=0.0, augment_shift=0, augment_flip=False,
-                 image_shape=None, ema_decay=0.0):
+                 image_shape=None, mixup=0.0, ema_decay=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -118,6 +121,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.augment_shift = augment_shift
         self.augment_flip = augment_flip
         self.image_shape = image_shape
+        self.mixup = mixup
         self.ema_decay = ema_decay
 
     # ------------------------------------------------------------- sklearn
@@ -145,7 +149,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                 dtype=self.dtype, seed=seed, kernels=self.kernels,
                                 dropout=self.dropout, label_smoothing=self.label_smoothing)
         self._augment = Augmentation.for_features(n_features, self.augment_shift,
-                                                  self.augment_flip, self.image_shape)
+                                                  self.augment_flip, self.image_shape,
+                                                  self.mixup)
         self._average = WeightAverage(self.ema_decay) if self.ema_decay else None
         self.optimizer_ = optimizers.get(
             self.optimizer, self.network_.params, kernels=self.kernels, lr=self.learning_rate,

@@ -25,7 +25,7 @@ import numpy as np
 from ._jit import fused
 from .errors import ConfigError
 
-_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F, F, F)"
+_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F, F, F, F, F)"
 
 
 def smoothed_targets(smoothing, n_classes):
@@ -37,6 +37,11 @@ def smoothed_targets(smoothing, n_classes):
     """
     off = smoothing / n_classes
     return 1.0 - smoothing + off, off
+
+
+def _partners(y):
+    """Labels of each row's mixup partner, the next row (the last row's is the first)."""
+    return np.roll(y, -1)
 
 
 def softmax_(z, row_buf):
@@ -52,8 +57,8 @@ def softmax_(z, row_buf):
     return z
 
 
-def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
-    """Fused softmax + cross-entropy (with label smoothing when ``off`` > 0).
+def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0, mu=0.0):
+    """Fused softmax + cross-entropy (with label smoothing when ``off`` > 0, mixup when ``mu`` > 0).
 
     Parameters
     ----------
@@ -70,6 +75,11 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
     on, off : float
         Target of the true class and of the others (:func:`smoothed_targets`);
         the defaults are the one-hot target.
+    lam, mu : float
+        Mixup weights (``lam + mu = 1``): row i's target is ``lam`` times
+        its own and ``mu`` times that of the next row (the last row's
+        partner is the first), as the rows were mixed
+        (:mod:`fastnn.augment`). The defaults (1, 0) are no mixing.
 
     Returns
     -------
@@ -84,6 +94,9 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
     np.maximum.reduce(z, axis=1, keepdims=True, out=row_buf)
     z -= row_buf
     target_sum = float(np.add.reduce(z[rows, y]))  # small (n,) gather
+    if mu:
+        partners = _partners(y)
+        target_sum = lam * target_sum + mu * float(np.add.reduce(z[rows, partners]))
     if off:
         target_sum = (on - off) * target_sum + off * float(np.add.reduce(z, axis=None))
     np.exp(z, out=z)
@@ -95,11 +108,15 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
     np.multiply(z, row_buf, out=delta)
     if off:
         delta -= off / n
-    delta[rows, y] -= (on - off) / n
+    if mu:
+        delta[rows, y] -= lam * (on - off) / n
+        delta[rows, partners] -= mu * (on - off) / n
+    else:
+        delta[rows, y] -= (on - off) / n
     return loss
 
 
-def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
+def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0, mu=0.0):
     """Fused softmax + mean squared error, through the full softmax Jacobian.
 
     Per example the loss is (1/K) * sum_k (p_k - onehot_k)^2. With
@@ -108,14 +125,18 @@ def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
 
     Parameters are as for :func:`softmax_cross_entropy_`, except that
     ``delta`` must be a separate buffer from ``z``; with label smoothing
-    the smoothed target ``q`` takes the place of ``onehot``.
+    the smoothed (and mixed) target ``q`` takes the place of ``onehot``.
     """
     n, k = z.shape
     softmax_(z, row_buf)
     np.copyto(delta, z)
     if off:
         delta -= off
-    delta[rows, y] -= on - off  # p - q
+    if mu:
+        delta[rows, y] -= lam * (on - off)
+        delta[rows, _partners(y)] -= mu * (on - off)  # p - q
+    else:
+        delta[rows, y] -= on - off  # p - q
     loss = float(np.vdot(delta, delta)) / (k * n)
     delta *= 2.0 / k  # g
     np.einsum("ij,ij->i", delta, z, out=row_buf[:, 0])  # sum_k g_k p_k
@@ -126,14 +147,16 @@ def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0):
 
 
 @fused(_FUSED_SIG)
-def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off):
-    """Row kernel of softmax + cross-entropy; ``delta`` may be ``z``."""
+def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu):
+    """Row kernel of softmax + cross-entropy (mixup when ``mu`` != 0); ``delta`` may be ``z``."""
     loss = 0.0  # accumulated in float64 whatever the array dtype
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
     off_n = off * inv_n
     label_n = (on - off) * inv_n
-    for i in range(z.shape[0]):
+    mixed = mu != zero
+    n = z.shape[0]
+    for i in range(n):
         best = 0
         top = z[i, 0]
         for j in range(1, z.shape[1]):
@@ -143,6 +166,9 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off):
         label = y[i]
         correct += best == label
         target = z[i, label] - top  # read before delta (maybe z) is written
+        partner = y[i + 1] if i + 1 < n else y[0]
+        if mixed:
+            target = lam * target + mu * (z[i, partner] - top)
         total = zero
         shifted_sum = zero
         for j in range(z.shape[1]):
@@ -157,17 +183,23 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off):
         scale = inv_n / total
         for j in range(z.shape[1]):
             delta[i, j] = delta[i, j] * scale - off_n
-        delta[i, label] -= label_n
+        if mixed:
+            delta[i, label] -= lam * label_n
+            delta[i, partner] -= mu * label_n
+        else:
+            delta[i, label] -= label_n
     return loss, float(correct)
 
 
 @fused(_FUSED_SIG)
-def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off):
-    """Row kernel of softmax + squared error; ``z`` ends as the probabilities."""
+def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, mu):
+    """Row kernel of softmax + squared error (mixup when ``mu`` != 0); ``z`` ends as p."""
     loss = 0.0
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
-    for i in range(z.shape[0]):
+    mixed = mu != zero
+    n = z.shape[0]
+    for i in range(n):
         best = 0
         top = z[i, 0]
         for j in range(1, z.shape[1]):
@@ -176,6 +208,7 @@ def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off):
                 best = j
         label = y[i]
         correct += best == label
+        partner = y[i + 1] if i + 1 < n else y[0]
         total = zero
         for j in range(z.shape[1]):
             e = math.exp(z[i, j] - top)
@@ -185,7 +218,14 @@ def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off):
         for j in range(z.shape[1]):
             p = z[i, j] / total
             z[i, j] = p
-            d = p - on if j == label else p - off  # p - q
+            if mixed:  # p - q, q = off + (on - off) * (lam [j == label] + mu [j == partner])
+                d = p - off
+                if j == label:
+                    d -= lam * (on - off)
+                if j == partner:
+                    d -= mu * (on - off)
+            else:
+                d = p - on if j == label else p - off  # p - q
             loss += d * d
             d *= two_over_k
             delta[i, j] = d

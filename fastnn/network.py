@@ -16,7 +16,7 @@ from .activations import (
     _tanh_backward_fused,
     _tanh_forward_fused,
 )
-from .augment import _gather_augmented_fused
+from .augment import _gather_augmented_fused, _mix_rows_fused
 from .errors import ConfigError
 from .layers import Dense
 from .losses import _softmax_cross_entropy_fused, _softmax_squared_error_fused
@@ -325,13 +325,17 @@ class Network:
         sq = sum(float(np.vdot(layer.W, layer.W)) for layer in self.layers)
         return 0.5 * self.weight_decay * sq
 
-    def train_step_(self, X, y):
+    def train_step_(self, X, y, mix=None):
         """Forward + backward on one batch; fill ``self.grads`` in place.
 
         Parameters
         ----------
         X : ndarray (n, n_features), network dtype, C-contiguous
         y : ndarray (n,), intp labels in [0, n_classes)
+        mix : (lam, mu) or None
+            The rows of ``X`` are mixup blends, ``lam`` times row i plus
+            ``mu`` times row i + 1 (the last row with the first): the
+            targets are blended the same way (:mod:`fastnn.augment`).
 
         Returns
         -------
@@ -346,19 +350,25 @@ class Network:
         # Cross-entropy turns the logits buffer itself into dL/dz; squared
         # error needs the probabilities while it writes dL/dz elsewhere.
         delta = z if self._delta_in_place else self.layers[-1].delta[:n]
-        loss, n_correct = self._loss_and_delta(z, y, delta, n)
+        loss, n_correct = self._loss_and_delta(z, y, delta, n, *(mix or ()))
         self._backward(X, n, delta)
         return loss + self._penalty(), n_correct
 
-    def _loss_and_delta(self, z, y, delta, n):
-        """Mean loss and number correct of logits ``z`` (n rows); dL/dz into ``delta``."""
+    def _loss_and_delta(self, z, y, delta, n, lam=None, mu=None):
+        """Mean loss and number correct of logits ``z`` (n rows); dL/dz into ``delta``.
+
+        ``lam``/``mu`` (network dtype): mixup weights of the targets.
+        """
+        if lam is None:
+            lam, mu = self._one, self._one - self._one
         if self.kernels == "numba":
             total, correct = self._fused_loss(z, y, delta, self._inv[n], self._two_over_k,
-                                              self._target_on, self._target_off)
+                                              self._target_on, self._target_off, lam, mu)
             # cross-entropy sums one term per row, squared error one per output
             return total / (n * self._terms_per_row), int(correct)
         n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
-        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n], *self._smoothed)
+        loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n], *self._smoothed,
+                                 float(lam), float(mu))
         return loss, n_correct
 
     def compiled_step(self, optimizer, X, y, batch_size, update=True, augment=None, rng=None):
@@ -550,17 +560,20 @@ class CompiledStep:
         state = (state + [empty, empty])[:2]
         self._codes = np.array([_ACTIVATION_CODES[net.activation], _LOSS_CODES[net.loss_name],
                                 code if fusable else _NO_UPDATE, bool(net.dropout),
-                                bool(net.weight_decay), net._capacity, 0, 0, 0, 0],
+                                bool(net.weight_decay), net._capacity, 0, 0, 0, 0, 0],
                                dtype=np.int64)
         if self.augment is not None:
             aug = self.augment
-            self._codes[_C_SHIFT:] = (aug.shift, aug.flip, *aug.image_shape)
+            self._codes[_C_SHIFT:_C_MIX + 1] = (aug.shift, aug.flip, *aug.image_shape,
+                                                 bool(aug.mixup))
         self._draws = np.zeros((batch_size, 3))
         self._consts = np.zeros(_F_UPDATE + 5, dtype=net.dtype)
         self._consts[:_F_INV_N] = (net._half, net._one, net._two_over_k, net._wd, net._drop_p,
                                    net._drop_scale, net._target_on, net._target_off)
+        self._consts[_F_LAM] = 1  # no mixup: lam = 1, mu = 0
         self._out = np.zeros(4)
-        self._xb = np.empty(batch_size * net.n_features, dtype=net.dtype)
+        # the batch, then one row of scratch for mixup
+        self._xb = np.empty((batch_size + 1) * net.n_features, dtype=net.dtype)
         self._yb = np.empty(batch_size, dtype=np.intp)
         self._sizes = np.array(net.layer_sizes, dtype=np.intp)
         self._hidden_masks = [layer.mask for layer in net.layers[:-1]] if net.dropout else []
@@ -580,7 +593,10 @@ class CompiledStep:
             scalars = self.optimizer._advance()
             consts[_F_UPDATE:_F_UPDATE + len(scalars)] = scalars
         if self.augment is not None:
-            self.augment.draw(self.rng, self._draws[:n])
+            if self.augment.moves:
+                self.augment.draw(self.rng, self._draws[:n])
+            if self.augment.mixup:
+                consts[_F_LAM], consts[_F_MU] = self.augment.draw_mix(self.rng, net.dtype)
         rng = net._dropout_rng
         for mask in self._hidden_masks:
             rng.random(dtype=net.dtype, out=mask[:n])
@@ -636,10 +652,10 @@ _nadam_fused = optimizers.Nadam._fused
 _UPDATE_KERNELS = (_sgd_fused, _momentum_fused, _rmsprop_fused, _adam_fused, _nadam_fused)
 # Layout of the small arrays the step reads its settings from.
 (_C_ACT, _C_LOSS, _C_UPDATE, _C_DROP, _C_DECAY, _C_CAPACITY, _C_SHIFT, _C_FLIP, _C_HEIGHT,
- _C_WIDTH) = range(10)
+ _C_WIDTH, _C_MIX) = range(11)
 (_F_HALF, _F_ONE, _F_TWO_OVER_K, _F_DECAY, _F_DROP_P, _F_DROP_SCALE, _F_ON, _F_OFF,
- _F_INV_N) = range(9)
-_F_UPDATE = 9  # the optimizer's scalars follow (at most five)
+ _F_INV_N, _F_LAM, _F_MU) = range(11)
+_F_UPDATE = 11  # the optimizer's scalars follow (at most five)
 _NO_UPDATE = -1
 
 
@@ -678,7 +694,9 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
     same arithmetic as one pass over the flat vector. Dropout masks hold
     uniform draws on entry (drawn by the caller from the network's NumPy
     generator, so both steps see the same masks); so does ``draws``, when
-    the batch is augmented in the gather (:mod:`fastnn.augment`).
+    the batch is augmented in the gather (:mod:`fastnn.augment`). With
+    mixup the gathered rows are blended (weights ``consts[_F_LAM]``,
+    ``consts[_F_MU]``, drawn by the caller) and so are the loss's targets.
 
     ``out`` receives (summed loss, number correct, 1.0 if the step ran
     backward and the update, 0.0 if the loss was not finite and nothing
@@ -704,6 +722,8 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
             for j in range(n_features):
                 xb[i * n_features + j] = X[row, j]
     x = xb[:n * n_features].reshape((n, n_features))
+    if codes[_C_MIX]:
+        _mix_rows_fused(x, consts[_F_LAM], consts[_F_MU], xb[xb.size - n_features:])
     labels = yb[:n]
     n_layers = sizes.size - 1
 
@@ -747,12 +767,14 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
     if codes[_C_LOSS] == 0:
         total, correct = _softmax_cross_entropy_fused(logits, labels, delta, consts[_F_INV_N],
                                                       consts[_F_TWO_OVER_K], consts[_F_ON],
-                                                      consts[_F_OFF])
+                                                      consts[_F_OFF], consts[_F_LAM],
+                                                      consts[_F_MU])
     else:
         delta = delta_all[z_start:z_start + n * n_out].reshape((n, n_out))
         total, correct = _softmax_squared_error_fused(logits, labels, delta, consts[_F_INV_N],
                                                       consts[_F_TWO_OVER_K], consts[_F_ON],
-                                                      consts[_F_OFF])
+                                                      consts[_F_OFF], consts[_F_LAM],
+                                                      consts[_F_MU])
     out[0] = total
     out[1] = correct
     out[2] = 0.0

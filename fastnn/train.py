@@ -194,8 +194,8 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         :meth:`Network.set_kernels`); None keeps the sets they were built
         with.
     augment : fastnn.augment.Augmentation, optional
-        Shift and flip every training batch as it is gathered (never the
-        validation data), from draws of the shuffling generator.
+        Shift, flip and mix up every training batch as it is gathered
+        (never the validation data), from draws of the shuffling generator.
     average : float or fastnn.average.WeightAverage, optional
         Keep an exponential moving average of the weights with this decay
         (or this average, e.g. a resumed one): validation metrics, the
@@ -246,7 +246,8 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     # same step in Python, the reference.
     if augment is not None and not augment.active:
         augment = None
-    if augment is not None and augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
+    if augment is not None and augment.moves and \
+            augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
         raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
                          f"{X.shape[1]} features")
     if average is not None and not isinstance(average, WeightAverage):
@@ -414,7 +415,7 @@ def clip_gradients_(flat_grad, max_norm):
 
 
 class _PythonStep:
-    """The training step in Python, the reference: gather, augment, net.train_step_."""
+    """The training step in Python, the reference: gather, augment, mix, net.train_step_."""
 
     updates = False  # the caller clips (if asked) and runs optimizer.step
 
@@ -429,10 +430,15 @@ class _PythonStep:
         xm, ym = self.xb[:m], self.yb[:m]
         np.take(self.X, idx, axis=0, out=xm, mode="clip")
         np.take(self.y, idx, out=ym, mode="clip")
+        mix = None
         if self.augment is not None:
-            self.augment.draw(self.rng, self.draws[:m])
-            self.augment.apply_(xm, self.draws[:m])
-        return self.net.train_step_(xm, ym)
+            if self.augment.moves:
+                self.augment.draw(self.rng, self.draws[:m])
+                self.augment.apply_(xm, self.draws[:m])
+            if self.augment.mixup:
+                mix = self.augment.draw_mix(self.rng, self.net.dtype)
+                self.augment.mix_(xm, *mix)
+        return self.net.train_step_(xm, ym, mix)
 
 
 def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, threads):

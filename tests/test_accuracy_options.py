@@ -28,6 +28,9 @@ def test_sweep_style_dict_reaches_the_new_settings():
     assert config.augmentation(784).image_shape == (28, 28)
     assert config.augmentation(784).flip is True
     assert TrainConfig().augmentation(784) is None
+    assert TrainConfig(mixup=0.2).validated().augmentation(10).mixup == 0.2
+    with pytest.raises(ConfigError, match="mixup must be >= 0"):
+        TrainConfig(mixup=-1).validated()
 
 
 @pytest.mark.usefixtures("kernels")
@@ -55,8 +58,9 @@ def test_estimator_takes_the_accuracy_options():
     X, y = load_digits(return_X_y=True)
     clf = fastnn.MLPClassifier(hidden_layer_sizes=(32,), epochs=15, random_state=0,
                                augment_shift=1, augment_flip=False, label_smoothing=0.1,
-                               dropout=0.1)
+                               dropout=0.1, mixup=0.2)
     clf.fit(X / 16, y)
+    assert clf._augment.mixup == 0.2
     assert clf.network_.label_smoothing == 0.1 and clf.network_.dropout == 0.1
     assert clf.score(X / 16, y) > 0.5
     bad = fastnn.MLPClassifier(epochs=1, augment_flip=True)

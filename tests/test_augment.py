@@ -5,8 +5,8 @@ import pytest
 from conftest import needs_numba
 
 import fastnn
-from fastnn import _jit, optimizers
-from fastnn.augment import Augmentation, _gather_augmented_fused
+from fastnn import _jit, losses, optimizers
+from fastnn.augment import Augmentation, _gather_augmented_fused, _mix_rows_fused
 from fastnn.errors import ConfigError
 
 
@@ -79,8 +79,9 @@ def test_augmented_training_is_reproducible_and_differs_from_plain():
 
 
 @needs_numba
-def test_compiled_and_python_steps_augment_identically():
-    aug = Augmentation(2, True, (6, 6))
+@pytest.mark.parametrize("mixup", [0.0, 0.4], ids=["moves", "moves+mixup"])
+def test_compiled_and_python_steps_augment_identically(mixup):
+    aug = Augmentation(2, True, (6, 6), mixup=mixup)
     compiled, hist_c = _fit("numba", True, aug)
     python, hist_p = _fit("numba", False, aug)
     np.testing.assert_array_equal(compiled, python)
@@ -88,8 +89,9 @@ def test_compiled_and_python_steps_augment_identically():
 
 
 @needs_numba
-def test_kernel_sets_agree_with_augmentation():
-    aug = Augmentation(1, True, (6, 6))
+@pytest.mark.parametrize("mixup", [0.0, 0.4], ids=["moves", "moves+mixup"])
+def test_kernel_sets_agree_with_augmentation(mixup):
+    aug = Augmentation(1, True, (6, 6), mixup=mixup)
     numba_run, _ = _fit("numba", augment=aug)
     numpy_run, _ = _fit("numpy", augment=aug)
     np.testing.assert_allclose(numba_run, numpy_run, rtol=1e-5, atol=1e-6)
@@ -119,6 +121,8 @@ def test_validation_data_is_never_augmented():
     ({"shift": -1}, "augment_shift"),
     ({"shift": 1.5}, "augment_shift"),
     ({"image_shape": (6,)}, "image_shape"),
+    ({"mixup": -0.1}, "mixup"),
+    ({"mixup": float("inf")}, "mixup"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -135,3 +139,48 @@ def test_features_must_match_the_image():
     assert Augmentation.for_features(30, flip=True, image_shape=(5, 6)).image_shape == (5, 6)
     with pytest.raises(ValueError, match="does not match"):
         _fit("numpy", augment=Augmentation(1, False, (5, 5)))
+    assert Augmentation.for_features(30, mixup=0.2).image_shape == (1, 30)  # no layout needed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_mixup_blends_each_row_with_the_next_and_both_kernels_agree(dtype, n):
+    rng = np.random.default_rng(n)
+    x = rng.random((n, 5)).astype(dtype)
+    aug = Augmentation(mixup=0.2)
+    lam, mu = aug.draw_mix(np.random.default_rng(0), dtype)
+    assert lam.dtype == dtype and mu == dtype(1) - lam and 0 <= lam <= 1
+    mixed = x.copy()
+    aug.mix_(mixed, lam, mu)
+    np.testing.assert_allclose(mixed, lam * x + mu * np.roll(x, -1, axis=0), rtol=1e-6)
+    if _jit.numba_available():
+        fused = x.copy()
+        _jit.compiled(_mix_rows_fused, np.dtype(dtype).name)(fused, lam, mu,
+                                                             np.empty(5, dtype))
+        np.testing.assert_array_equal(fused, mixed)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mean_squared_error"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_mixed_targets_are_the_blend_of_the_two_rows_targets(loss, smoothing):
+    """Cross-entropy is linear in the target; squared error's gradient is too (in q)."""
+    rng = np.random.default_rng(2)
+    n, k = 6, 4
+    logits = rng.standard_normal((n, k))
+    y = rng.integers(0, k, n)
+    y[2] = y[3]  # a row whose partner has the same label
+    on, off = losses.smoothed_targets(smoothing, k)
+    kernel = losses.get(loss)
+    rows, buf = np.arange(n), np.empty((n, 1))
+
+    def run(labels, lam=1.0, mu=0.0):
+        z, delta = logits.copy(), np.empty_like(logits)
+        value = kernel(z, labels, delta, buf, rows, on, off, lam, mu)
+        return value, delta
+
+    mixed_loss, mixed_delta = run(y, 0.7, 0.3)
+    own_loss, own_delta = run(y)
+    next_loss, next_delta = run(np.roll(y, -1))
+    np.testing.assert_allclose(mixed_delta, 0.7 * own_delta + 0.3 * next_delta, atol=1e-12)
+    if loss == "cross_entropy":
+        assert mixed_loss == pytest.approx(0.7 * own_loss + 0.3 * next_loss, rel=1e-12)

@@ -57,7 +57,8 @@ def test_fused_relu_keeps_nan_so_divergence_shows(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss, in_place", [  # squared error needs a separate delta
     ("cross_entropy", False), ("cross_entropy", True), ("mean_squared_error", False)])
-def test_fused_loss_matches_the_numpy_kernel(loss, dtype, in_place, smoothing):
+@pytest.mark.parametrize("mix", [(1.0, 0.0), (0.75, 0.25)], ids=["plain", "mixup"])
+def test_fused_loss_matches_the_numpy_kernel(loss, dtype, in_place, smoothing, mix):
     rng = np.random.default_rng(1)
     n, k = 9, 4
     logits = (rng.standard_normal((n, k)) * 2).astype(dtype)
@@ -67,13 +68,16 @@ def test_fused_loss_matches_the_numpy_kernel(loss, dtype, in_place, smoothing):
     delta = np.empty_like(z)
     ref_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
     on, off = losses.smoothed_targets(smoothing, k)
-    ref_loss = losses.get(loss)(z, y, delta, np.empty((n, 1), dtype), np.arange(n), on, off)
+    lam, mu = mix
+    ref_loss = losses.get(loss)(z, y, delta, np.empty((n, 1), dtype), np.arange(n), on, off,
+                                lam, mu)
 
     z2 = logits.copy()
     delta2 = z2 if in_place else np.empty_like(z2)
     with np.errstate(over="raise", invalid="raise"):
         total, correct = _fused(losses.FUSED[loss], dtype)(z2, y, delta2, dtype(1 / n),
-                                                           dtype(2 / k), dtype(on), dtype(off))
+                                                           dtype(2 / k), dtype(on), dtype(off),
+                                                           dtype(lam), dtype(mu))
     per_row = 1 if loss == "cross_entropy" else k
     assert total / (n * per_row) == pytest.approx(ref_loss, rel=TOL[dtype]["rtol"])
     assert int(correct) == ref_correct

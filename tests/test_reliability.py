@@ -29,11 +29,11 @@ def _checkpoint_epoch(directory):
         return 0
 
 
-# shifts, flips, label smoothing, keep-best and the weight average: the
+# shifts, flips, mixup, label smoothing, keep-best and the weight average: the
 # augmentation draws, the best weights so far and the average must survive
 # the kill too
 ACCURACY_OPTIONS = ["--augment-shift", "1", "--augment-flip", "--label-smoothing", "0.1",
-                    "--keep-best", "--ema", "0.99"]
+                    "--keep-best", "--ema", "0.99", "--mixup", "0.2"]
 
 
 @pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS], ids=["plain", "accuracy-options"])
