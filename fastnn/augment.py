@@ -20,7 +20,7 @@ next one (the last with the first; the rows are already in random order):
 Beta(alpha, alpha) after the rows' draws, and ``mu = 1 - lam``; the loss
 blends the two rows' targets with the same weights
 (:func:`fastnn.losses.softmax_cross_entropy_`), and the training accuracy
-counts a row as correct when it predicts the row's own label.
+counts a row as correct when it predicts the label with the larger share.
 
 Two implementations give the same result bit for bit (the transform only
 copies values; the blend is one multiply-add per value in the same order):

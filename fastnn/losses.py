@@ -79,7 +79,9 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0,
         Mixup weights (``lam + mu = 1``): row i's target is ``lam`` times
         its own and ``mu`` times that of the next row (the last row's
         partner is the first), as the rows were mixed
-        (:mod:`fastnn.augment`). The defaults (1, 0) are no mixing.
+        (:mod:`fastnn.augment`). The defaults (1, 0) are no mixing. (The
+        fused kernels count a mixed row as correct when it predicts the
+        label with the larger share.)
 
     Returns
     -------
@@ -164,9 +166,9 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu):
                 top = z[i, j]
                 best = j
         label = y[i]
-        correct += best == label
-        target = z[i, label] - top  # read before delta (maybe z) is written
         partner = y[i + 1] if i + 1 < n else y[0]
+        correct += best == (partner if mu > lam else label)  # the larger share's label
+        target = z[i, label] - top  # read before delta (maybe z) is written
         if mixed:
             target = lam * target + mu * (z[i, partner] - top)
         total = zero
@@ -207,8 +209,8 @@ def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, m
                 top = z[i, j]
                 best = j
         label = y[i]
-        correct += best == label
         partner = y[i + 1] if i + 1 < n else y[0]
+        correct += best == (partner if mu > lam else label)  # the larger share's label
         total = zero
         for j in range(z.shape[1]):
             e = math.exp(z[i, j] - top)

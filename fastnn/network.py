@@ -366,7 +366,9 @@ class Network:
                                               self._target_on, self._target_off, lam, mu)
             # cross-entropy sums one term per row, squared error one per output
             return total / (n * self._terms_per_row), int(correct)
-        n_correct = int(np.count_nonzero(z.argmax(axis=1) == y))
+        # a mixed row counts as correct when it predicts the label with the larger share
+        labels = np.roll(y, -1) if mu > lam else y
+        n_correct = int(np.count_nonzero(z.argmax(axis=1) == labels))
         loss = self._loss_kernel(z, y, delta, self._row_buf[:n], self._rows[:n], *self._smoothed,
                                  float(lam), float(mu))
         return loss, n_correct
