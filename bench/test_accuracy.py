@@ -14,8 +14,8 @@ from fastnn.cli import build_parser
     (accuracy.RECIPE, "fashion_mnist"),
     ({**accuracy.RECIPE, **accuracy.MNIST_CHANGES}, "mnist"),
     (accuracy.CLASSIC, "fashion_mnist"),
-    (accuracy.SEARCH_BEST, "fashion_mnist"),
-    (accuracy.SEARCH_MNIST, "mnist"),
+    *(({**accuracy.RECIPE, **change}, "fashion_mnist")
+      for change in [*accuracy.ABLATIONS.values(), *accuracy.VARIANTS.values()]),
 ])
 def test_printed_command_trains_exactly_the_run(values, dataset):
     argv = shlex.split(accuracy.command(values, dataset, 2))[1:]  # drop "fastnn"
@@ -29,8 +29,8 @@ def test_printed_command_trains_exactly_the_run(values, dataset):
 def test_study_plan_holds_seeds_ablations_mnist_and_classic():
     keys = [run[0] for run in accuracy.planned()]
     assert len(keys) == len(set(keys))
-    assert {k.split("/")[0] for k in keys} == {"recipe", "mnist", "classic", "search best",
-                                                "search best mnist", *accuracy.ABLATIONS}
+    assert {k.split("/")[0] for k in keys} == {"recipe", "mnist", "classic", *accuracy.ABLATIONS,
+                                                *accuracy.VARIANTS}
     for name, change in accuracy.ABLATIONS.items():
         assert any(accuracy.RECIPE.get(k, getattr(accuracy.TrainConfig, k)) != v
                    for k, v in change.items()), name
@@ -38,17 +38,15 @@ def test_study_plan_holds_seeds_ablations_mnist_and_classic():
 
 def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     small = {"num_layers": 1, "hidden_size": 16, "epochs": 2, "batch_size": 64,
-             "augment_shift": 1, "augment_flip": True, "label_smoothing": 0.1, "keep_best": True}
+             "augment_shift": 1, "augment_flip": True, "label_smoothing": 0.1, "mixup": 0.2,
+             "keep_best": True}
     monkeypatch.setattr(accuracy, "RECIPE", small)
     monkeypatch.setattr(accuracy, "MNIST_CHANGES", {"augment_flip": False, "augment_shift": 1,
                                                     "epochs": 2})
     monkeypatch.setattr(accuracy, "CLASSIC", {"num_layers": 1, "hidden_size": 8, "epochs": 1})
-    monkeypatch.setattr(accuracy, "SEARCH_BEST", {"num_layers": 1, "hidden_size": 8,
-                                                  "epochs": 1, "keep_best": True})
-    monkeypatch.setattr(accuracy, "SEARCH_MNIST", {"num_layers": 1, "hidden_size": 8,
-                                                   "epochs": 1, "augment_shift": 1})
     monkeypatch.setattr(accuracy, "SEEDS", (0, 1))
     monkeypatch.setattr(accuracy, "ABLATIONS", {"no flips": {"augment_flip": False}})
+    monkeypatch.setattr(accuracy, "VARIANTS", {"wider": {"hidden_size": 24}})
     real_planned = accuracy.planned
     # digits stand in for both data sets (always available, 8x8 images)
     monkeypatch.setattr(accuracy, "planned", lambda: [
@@ -56,11 +54,14 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)
     records = [json.loads(line) for line in (tmp_path / "accuracy.jsonl").read_text().split("\n")
                if line]
-    assert len(records) == 2 + 2 + 2 + 2 + 2 + 1
+    assert len(records) == 2 + 2 + 2 + 2 + 1
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in records)
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)  # resumes: nothing to do
     assert len((tmp_path / "accuracy.jsonl").read_text().splitlines()) == len(records)
     accuracy.write_report(tmp_path, "python -m bench.accuracy")
     text = (tmp_path / "accuracy.md").read_text()
     assert "## Ablation" in text and "no flips" in text and "| mean |" in text
+    assert "## Larger variants" in text and "-sz 24" in text
     assert "## Confusion matrix" in text and (tmp_path / "figures" / "accuracy_confusion.png").is_file()
+    monkeypatch.setattr(accuracy, "RECIPE", {**small, "epochs": 1})  # a changed recipe
+    assert "recipe/0" not in accuracy.read_records(tmp_path / "accuracy.jsonl")  # retrains

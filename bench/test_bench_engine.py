@@ -58,13 +58,14 @@ def test_train_step(benchmark, batch, width, kernels):
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
-@pytest.mark.parametrize("augment", ["none", "shift 2 + flip"])
+@pytest.mark.parametrize("augment", ["none", "shift 2 + flip", "mixup 0.2"])
 @pytest.mark.parametrize("batch", [16, 128])
 def test_train_step_augmented(benchmark, batch, augment, kernels):
-    """What shifting and flipping in the gather costs a step (3x128, rows of a 1,024-image set)."""
+    """What shifting, flipping or mixup in the gather costs a step (3x128, a 1,024-image set)."""
     X, y = make_batch(1024)
     net, opt = make_net(128, kernels=kernels)
-    aug = Augmentation(2, True, (28, 28)) if augment != "none" else None
+    aug = {"none": None, "shift 2 + flip": Augmentation(2, True, (28, 28)),
+           "mixup 0.2": Augmentation(mixup=0.2)}[augment]
     step, threads = make_step(net, opt, X, y.astype(np.intp), batch, augment=aug)
     idx = np.arange(0, 1024, 1024 // batch)[:batch]
     with blas_threads(threads):
