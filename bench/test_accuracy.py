@@ -29,7 +29,8 @@ def test_printed_command_trains_exactly_the_run(values, dataset):
 def test_study_plan_holds_seeds_ablations_mnist_and_classic():
     keys = [run[0] for run in accuracy.planned()]
     assert len(keys) == len(set(keys))
-    assert {k.split("/")[0] for k in keys} == {"recipe", "mnist", "classic", *accuracy.ABLATIONS,
+    assert {k.split("/")[0] for k in keys} == {"recipe", "mnist", "mnist + weight average",
+                                                "classic", *accuracy.ABLATIONS,
                                                 *accuracy.VARIANTS}
     for name, change in accuracy.ABLATIONS.items():
         assert any(accuracy.RECIPE.get(k, getattr(accuracy.TrainConfig, k)) != v
@@ -54,7 +55,7 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)
     records = [json.loads(line) for line in (tmp_path / "accuracy.jsonl").read_text().split("\n")
                if line]
-    assert len(records) == 2 + 2 + 2 + 2 + 1
+    assert len(records) == 2 + 2 + 2 + 2 + 2 + 1
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in records)
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)  # resumes: nothing to do
     assert len((tmp_path / "accuracy.jsonl").read_text().splitlines()) == len(records)
