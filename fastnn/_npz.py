@@ -11,6 +11,7 @@ then reads the array. Every problem is one ``error_cls`` exception naming
 the file and the member.
 """
 
+import io
 import math
 import zipfile
 import zlib
@@ -122,3 +123,17 @@ class Archive:
         if not isinstance(arr, np.ndarray):  # pragma: no cover - the header check comes first
             raise self._fail(name, "is not an .npy array")
         return arr
+
+
+def write(f, arrays):
+    """Write ``arrays`` (name -> ndarray) to the open binary file ``f`` as an ``.npz``.
+
+    The archive is built in memory first: ``np.savez`` interrupted half-way
+    (Ctrl-C, or a sweep worker ended by SIGTERM) leaves its zip object
+    unclosed, and if that object wrote to ``f``, which the caller closes on
+    the way out, its clean-up at garbage collection printed an "Exception
+    ignored ... seek of closed file" traceback.
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    f.write(buffer.getbuffer())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _npz
 from ._atomic import atomic_open
 from ._npz import Archive
 from .errors import ModelFileError
@@ -55,7 +56,7 @@ def save(path, net, optimizer, rng, epoch, history, config, stoppers=(), average
         if key != "t":
             arrays[f"opt_{key}"] = value
     with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
+        _npz.write(f, arrays)
 
 
 def load(path, net, optimizer, rng, config, stoppers=(), average=None):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _npz
 from ._atomic import atomic_open
 from ._npz import Archive
 from .errors import ConfigError, ModelFileError
@@ -63,7 +64,7 @@ def save(net, path, *, class_names=None, metadata=None):
     arrays.update({f"param_{i}": p for i, p in enumerate(net.params)})
     try:
         with atomic_open(path, "wb") as f:
-            np.savez(f, **arrays)
+            _npz.write(f, arrays)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot save the model ({exc.strerror or exc}); "
                              "a file already there is unchanged") from exc

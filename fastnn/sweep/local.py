@@ -257,11 +257,44 @@ def _record_all(pool, spec, search, recorded, records, results_dir, workers, dat
                     on_result(record, len(recorded), search.total)
         pool.close()
     except BaseException:
+        _end_workers(pool)
         pool.terminate()
         raise
     finally:
         pool.join()
     return read_results(results_dir)
+
+
+def _end_workers(pool):
+    """Kill a process pool's workers so that ``pool.terminate()`` cannot hang.
+
+    Ending workers by a signal they handle was not enough: a worker blocked on
+    the task queue's lock stayed blocked when the signal went to another of
+    its threads (a BLAS thread), and ``terminate()`` then waited for it
+    forever (about 1 interrupted sweep in 5 hung). So: stop the pool from
+    starting replacements, SIGKILL the workers, and release the queue locks
+    a killed worker may have held (``terminate()`` takes them). A pool
+    without these attributes (the Dask pool) is left to its own terminate().
+    """
+    import multiprocessing.pool
+
+    handler = getattr(pool, "_worker_handler", None)
+    if handler is not None:
+        handler._state = multiprocessing.pool.TERMINATE
+        handler.join(timeout=1)  # it looks at its state every 0.1 s
+    workers = list(getattr(pool, "_pool", ()))
+    for worker in workers:
+        if worker.exitcode is None:
+            worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
+    if any(worker.exitcode is None for worker in workers):
+        return
+    for queue_name, lock_name in (("_inqueue", "_rlock"), ("_outqueue", "_wlock")):
+        lock = getattr(getattr(pool, queue_name, None), lock_name, None)
+        if lock is not None:
+            lock.acquire(block=False)  # taken now, or held by a dead worker:
+            lock.release()  # free either way
 
 
 def _schedule(pool, search, recorded, workers, dataset, seed, stopper=None, early=None):
