@@ -44,11 +44,11 @@ def save(path, net, optimizer, rng, epoch, history, config, stoppers=(), average
         "rng": rng.bit_generator.state, "dropout_rng": net._dropout_rng.bit_generator.state,
         "stoppers": [state for state, _ in states],
     }
-    params = net.params.flat if average is None else average.raw_params()
-    arrays = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), "params": params}
+    arrays = {"params": net.params.flat}
     if average is not None:
+        arrays["params"] = average.raw_params()
         header["average"], arrays["average"] = average.state()
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     for i, (_, best) in enumerate(states):
         if best is not None:
             arrays[f"best_{i}"] = best

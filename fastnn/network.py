@@ -173,6 +173,7 @@ class Network:
         self._target_on, self._target_off = self.dtype.type(on), self.dtype.type(off)
         self._smoothed = (on, off)  # Python floats for the NumPy kernels
         self._inv = _Reciprocals(self.dtype)
+        self._no_mix = (self._one, self.dtype.type(0.0))  # mixup weights (lam, mu) of no mixing
         return self
 
     # ------------------------------------------------------------------ setup
@@ -360,7 +361,7 @@ class Network:
         ``lam``/``mu`` (network dtype): mixup weights of the targets.
         """
         if lam is None:
-            lam, mu = self._one, self._one - self._one
+            lam, mu = self._no_mix
         if self.kernels == "numba":
             total, correct = self._fused_loss(z, y, delta, self._inv[n], self._two_over_k,
                                               self._target_on, self._target_off, lam, mu)
