@@ -88,6 +88,9 @@ def test_same_seed_same_result(tmp_path, capsys, kernels):
     (["--augment-flip=maybe"], "must be true or false, got 'maybe'"),
     (["--label-smoothing", "1"], "label_smoothing must be < 1"),
     (["--augment-shift", "-1"], "augment_shift must be >= 0"),
+    (["--mixup", "-1"], "mixup must be >= 0"),
+    (["--ema", "1.5"], "ema_decay must be < 1"),
+    (["--ema", "-0.5"], "ema_decay must be >= 0"),
 ])
 def test_bad_settings_exit_2_with_one_line(args, fragment, capsys):
     rc, out, err = run(["train", "-d", "digits", *args], capsys)
