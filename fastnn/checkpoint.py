@@ -1,7 +1,8 @@
 """Training checkpoints: resume a killed run and finish bit-identical to an uninterrupted one.
 
 A checkpoint is ``DIR/checkpoint.npz`` (written atomically after every
-epoch): the flat parameters, the optimizer state, the state of the
+epoch): the flat parameters, the batch-norm running statistics (if any),
+the optimizer state, the state of the
 shuffling and dropout random generators, the epoch, the history so far and
 the training config, as arrays plus a JSON header, read with
 ``allow_pickle=False``.
@@ -15,6 +16,7 @@ import numpy as np
 from . import _npz
 from ._atomic import atomic_open
 from ._npz import Archive
+from .config import TrainConfig
 from .errors import ModelFileError
 from .train import Callback
 
@@ -44,7 +46,7 @@ def save(path, net, optimizer, rng, epoch, history, config, stoppers=(), average
         "rng": rng.bit_generator.state, "dropout_rng": net._dropout_rng.bit_generator.state,
         "stoppers": [state for state, _ in states],
     }
-    arrays = {"params": net.params.flat}
+    arrays = {"params": net.params.flat, "stats": net.running_stats.flat}
     if average is not None:
         arrays["params"] = average.raw_params()
         header["average"], arrays["average"] = average.state()
@@ -89,7 +91,12 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
             params = z.array("params", dtype=flat.dtype, shape=flat.shape)
             opt_state = {k[4:]: z.array(k, dtype=flat.dtype, shape=flat.shape)
                          for k in z.names if k.startswith("opt_")}
-            best = {k: z.array(k, dtype=flat.dtype, shape=flat.shape)
+            stats = net.running_stats.flat
+            # checkpoints from before batch normalisation hold no "stats"
+            saved_stats = (z.array("stats", dtype=stats.dtype, shape=stats.shape)
+                           if "stats" in z.names or stats.size else stats)
+            snapshot = (flat.size + stats.size,)
+            best = {k: z.array(k, dtype=flat.dtype, shape=snapshot)
                     for k in z.names if k.startswith("best_")}
             averaged = (z.array("average", dtype=flat.dtype, shape=flat.shape)
                         if average is not None and "average" in z.names else None)
@@ -99,7 +106,9 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
     if any(key not in header for key in required) or not isinstance(header["config"], dict):
         raise ModelFileError(f"{path}: checkpoint header lacks {', '.join(required)}")
     ignore = {"epochs", "patience"}  # training longer than planned is allowed
-    saved = {k: v for k, v in header["config"].items() if k not in ignore}
+    # settings added since the checkpoint was written take their defaults
+    defaults = TrainConfig().to_dict()
+    saved = {k: v for k, v in {**defaults, **header["config"]}.items() if k not in ignore}
     wanted = {k: v for k, v in config.items() if k not in ignore}
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
@@ -121,6 +130,7 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: checkpoint state does not fit this run ({exc})") from None
     net.params.flat[:] = params
+    net.running_stats.flat[:] = saved_stats
     return epoch, header["history"]
 
 

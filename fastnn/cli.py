@@ -136,6 +136,10 @@ def _add_train_args(p):
                    default=d.ema_decay, metavar="DECAY",
                    help="validate and keep an exponential moving average of the weights with "
                         "this decay, e.g. 0.999 (0: off)")
+    p.add_argument("--batch-norm", "--batch_norm", dest="batch_norm", nargs="?", const=True,
+                   default=d.batch_norm, type=_flag, metavar="BOOL",
+                   help="batch normalisation of every hidden layer (running statistics for "
+                        "evaluation)")
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
     p.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing data")
@@ -321,7 +325,8 @@ def cmd_train(args, out):
                      threads=args.threads, kernels=args.kernels)
     callbacks = config_callbacks(config, opt)
     average = config.weight_average()
-    model_bytes = net.params.flat.nbytes + 16 * 1024  # arrays + header and zip overhead
+    # arrays + header and zip overhead
+    model_bytes = net.params.flat.nbytes + net.running_stats.flat.nbytes + 16 * 1024
     if save_path is not None:
         _check_space(save_path, model_bytes, "--save")
     if args.checkpoint:

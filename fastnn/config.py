@@ -45,7 +45,7 @@ RULES = {
     "ema_decay": {"low": 0, "high": 1, "high_open": True},
     "mixup": {"low": 0},
 }
-FLAGS = ("augment_flip", "keep_best")  # booleans
+FLAGS = ("augment_flip", "keep_best", "batch_norm")  # booleans
 
 
 @dataclasses.dataclass
@@ -60,7 +60,8 @@ class TrainConfig:
     validation accuracy; ``ema_decay`` (0: off) evaluates and keeps an
     exponential moving average of the weights (:mod:`fastnn.average`);
     ``mixup`` (alpha, 0: off) blends pairs of training rows and their
-    targets.
+    targets; ``batch_norm`` normalises every hidden layer over the batch
+    (:mod:`fastnn.batchnorm`).
     The defaults (3 hidden ReLU layers of 256, Xavier init, Adam at 1e-3,
     batch 128, 10 epochs) were chosen from a small search to reach at least
     88% test accuracy on Fashion-MNIST over several seeds; the README has
@@ -100,6 +101,7 @@ class TrainConfig:
     keep_best: bool = False
     ema_decay: float = 0.0
     mixup: float = 0.0
+    batch_norm: bool = False
 
     def validated(self):
         """Return a copy with names normalised; raise ConfigError if invalid."""

@@ -75,6 +75,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Keep an exponential moving average of the weights with this decay
         (:mod:`fastnn.average`; 0 is off): early stopping and the fitted
         network use the averaged weights.
+    batch_norm : bool, default=False
+        Batch normalisation of every hidden layer (:mod:`fastnn.batchnorm`);
+        predictions use the running statistics.
 
     Attributes
     ----------
@@ -95,7 +98,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  batch_size=64, epochs=100, dtype="float32", random_state=None,
                  validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None,
                  dropout=0.0, label_smoothing=0.0, augment_shift=0, augment_flip=False,
-                 image_shape=None, mixup=0.0, ema_decay=0.0):
+                 image_shape=None, mixup=0.0, ema_decay=0.0, batch_norm=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -123,6 +126,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.mixup = mixup
         self.ema_decay = ema_decay
+        self.batch_norm = batch_norm
 
     # ------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -147,7 +151,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.network_ = Network(sizes, activation=self.activation, loss=self.loss,
                                 weight_init=self.weight_init, weight_decay=self.weight_decay,
                                 dtype=self.dtype, seed=seed, kernels=self.kernels,
-                                dropout=self.dropout, label_smoothing=self.label_smoothing)
+                                dropout=self.dropout, label_smoothing=self.label_smoothing,
+                                batch_norm=self.batch_norm)
         self._augment = Augmentation.for_features(n_features, self.augment_shift,
                                                   self.augment_flip, self.image_shape,
                                                   self.mixup)
@@ -265,7 +270,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if "network_" in state:
             net = state.pop("network_")
             opt = state.pop("optimizer_")
-            state["_network_state"] = (net.config(), net.params.flat.copy(), opt.state_dict())
+            state["_network_state"] = (net.config(), net.snapshot(), opt.state_dict())
         return state
 
     def __setstate__(self, state):
@@ -274,7 +279,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if saved is not None:
             config, flat, opt_state = saved
             self._build(config["layer_sizes"][0], 0)
-            self.network_.params.flat[:] = flat
+            self.network_.restore(flat)
             self.optimizer_.load_state_dict(opt_state)
 
 

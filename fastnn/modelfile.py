@@ -6,7 +6,13 @@ A model file is an uncompressed NumPy ``.npz`` archive holding
   ``format_version``, ``network`` (the :class:`~fastnn.Network` arguments:
   layer sizes, activation, loss, init, weight decay, dtype), ``class_names``
   and free-form ``metadata``;
-- ``param_0`` ... ``param_{2L-1}``: ``W1, b1, ..., WL, bL``.
+- ``param_0`` ... ``param_{2L-1}``: ``W1, b1, ..., WL, bL``; with batch
+  normalisation (format version 2) then ``gamma, beta`` of each hidden layer
+  as further ``param_i``, and ``stats_0`` ... : the running mean and variance
+  of each hidden layer (:attr:`Network.running_stats`).
+
+Models without batch normalisation are written as format version 1, which
+every fastnn reads; version 2 is written only when it is needed.
 
 Files are read with ``allow_pickle=False`` through :class:`fastnn._npz.Archive`,
 which checks every member's ``.npy`` header before reading its data;
@@ -30,7 +36,7 @@ from .errors import ConfigError, ModelFileError
 from .network import Network
 
 FORMAT = "fastnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version read and written
 MAX_HEADER_BYTES = 1 << 20
 
 
@@ -54,7 +60,7 @@ def save(net, path, *, class_names=None, metadata=None):
     """
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if net.batch_norm else 1,
         "network": net.config(),
         "class_names": list(class_names) if class_names is not None else None,
         "metadata": metadata or {},
@@ -62,6 +68,7 @@ def save(net, path, *, class_names=None, metadata=None):
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     arrays = {"header": blob}
     arrays.update({f"param_{i}": p for i, p in enumerate(net.params)})
+    arrays.update({f"stats_{i}": s for i, s in enumerate(net.running_stats)})
     try:
         with atomic_open(path, "wb") as f:
             _npz.write(f, arrays)
@@ -142,7 +149,7 @@ def _read(path, archive):
         raise ModelFileError(f"{path}: header has no network description")
     # files written before label smoothing existed lack the key (it defaults to 0)
     allowed = {"layer_sizes", "activation", "loss", "weight_init", "weight_decay", "dtype",
-               "dropout", "label_smoothing"}
+               "dropout", "label_smoothing", "batch_norm"}
     if set(spec) - allowed or "layer_sizes" not in spec:
         raise ModelFileError(f"{path}: network description has unexpected or missing keys")
     _check_declared_size(path, spec)
@@ -150,7 +157,11 @@ def _read(path, archive):
         net = Network(**spec, seed=0)
     except (ConfigError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: invalid network description ({exc})") from exc
+    if net.batch_norm and version < 2:
+        raise ModelFileError(f"{path}: batch normalisation needs format version 2, "
+                             f"the file says {version}")
     expected = {f"param_{i}" for i in range(len(net.params))}
+    expected |= {f"stats_{i}" for i in range(len(net.running_stats))}
     if names != expected | {"header"}:
         extra = sorted(names - expected - {"header"})
         missing = sorted(expected - names)
@@ -161,6 +172,13 @@ def _read(path, archive):
         arr = archive.array(f"param_{i}", dtype=target.dtype, shape=target.shape)
         if not np.isfinite(arr).all():
             raise ModelFileError(f"{path}: param_{i} holds NaN or infinite values")
+        target[...] = arr
+    for i, target in enumerate(net.running_stats):
+        arr = archive.array(f"stats_{i}", dtype=target.dtype, shape=target.shape)
+        if not np.isfinite(arr).all():
+            raise ModelFileError(f"{path}: stats_{i} holds NaN or infinite values")
+        if i % 2 and (arr < 0).any():
+            raise ModelFileError(f"{path}: stats_{i} (a running variance) holds negative values")
         target[...] = arr
     names_ = header.get("class_names")
     if names_ is not None and (not isinstance(names_, list) or len(names_) != net.n_classes):

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 
-from . import _blas, _checks, _jit, activations, losses, optimizers
+from . import _blas, _checks, _jit, activations, batchnorm, losses, optimizers
 from ._jit import call_c, fused
 from .activations import (
     _identity_backward_fused,
@@ -17,6 +17,7 @@ from .activations import (
     _tanh_forward_fused,
 )
 from .augment import _gather_augmented_fused, _mix_rows_fused
+from .batchnorm import BatchNorm
 from .errors import ConfigError
 from .layers import Dense
 from .losses import _softmax_cross_entropy_fused, _softmax_squared_error_fused
@@ -38,10 +39,12 @@ class ParamList(list):
         self.flat = flat
 
 
-def _views_of(flat, layers, grads=False):
+def _views_of(flat, layers, norms, grads=False):
     out = []
     for layer in layers:
         out.extend((layer.dW, layer.db) if grads else (layer.W, layer.b))
+    for bn in norms:
+        out.extend((bn.dgamma, bn.dbeta) if grads else (bn.gamma, bn.beta))
     return ParamList(out, flat)
 
 
@@ -83,20 +86,32 @@ class Network:
         Train against ``(1 - eps) * onehot + eps / K`` instead of the one-hot
         target (both losses); part of :meth:`loss`, :meth:`gradients` and
         the reported losses, not of the predictions.
+    batch_norm : bool
+        Normalise every hidden layer's pre-activation over the batch, then
+        scale and shift it by trainable ``gamma``/``beta``
+        (:mod:`fastnn.batchnorm`); evaluation uses running statistics. The
+        hidden layers' biases are then unused (their gradient is zero).
+        The training step runs in Python (no compiled whole step).
 
     Attributes
     ----------
     params : list of ndarray
         ``[W1, b1, ..., WL, bL]``, W_l of shape (n_in, n_out), b_l of shape
-        (n_out,). Views of one flat array (``params.flat``): write in place.
+        (n_out,), then with ``batch_norm`` ``[gamma1, beta1, ...]`` of each
+        hidden layer. Views of one flat array (``params.flat``): write in
+        place.
     grads : list of ndarray
         Views shaped like ``params`` of the flat gradient buffer that the
         training step fills (``grads.flat``).
+    running_stats : list of ndarray
+        With ``batch_norm``, ``[running_mean1, running_var1, ...]`` of each
+        hidden layer, views of one flat array (``running_stats.flat``) that
+        every training step updates; empty otherwise.
     """
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy",
                  weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0, dropout=0.0,
-                 kernels=None, label_smoothing=0.0):
+                 kernels=None, label_smoothing=0.0, batch_norm=False):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
             raise ConfigError(f"layer_sizes needs at least 2 entries, got {sizes!r}")
@@ -113,20 +128,32 @@ class Network:
         self.dropout = float(_checks.number("dropout", dropout, low=0, high=1, high_open=True))
         self.label_smoothing = float(_checks.number("label_smoothing", label_smoothing, low=0,
                                                     high=1, high_open=True))
+        self.batch_norm = _checks.flag("batch_norm", batch_norm)
         self.seed = seed
         self.reseed_dropout(None if seed is None else [seed, 1])
 
+        hidden = self.layer_sizes[1:-1] if self.batch_norm else []
         n_total = sum(Dense.n_params(i, o) for i, o in itertools.pairwise(sizes))
+        n_total += 2 * sum(hidden)
         self._flat = np.zeros(n_total, dtype=self.dtype)
         self._flat_grad = np.zeros(n_total, dtype=self.dtype)
+        self._stats = np.zeros(2 * sum(hidden), dtype=self.dtype)
         self.layers = []
         offset = 0
         for n_in, n_out in itertools.pairwise(self.layer_sizes):
             layer = Dense(self._flat, self._flat_grad, offset, n_in, n_out)
             self.layers.append(layer)
             offset = layer.end
-        self.params = _views_of(self._flat, self.layers)
-        self.grads = _views_of(self._flat_grad, self.layers, grads=True)
+        self.norms = []  # one BatchNorm per hidden layer, with batch_norm
+        stats_offset = 0
+        for units in hidden:
+            bn = BatchNorm(self._flat, self._flat_grad, self._stats, offset, stats_offset, units)
+            self.norms.append(bn)
+            offset, stats_offset = bn.end, bn.stats_end
+        self.params = _views_of(self._flat, self.layers, self.norms)
+        self.grads = _views_of(self._flat_grad, self.layers, self.norms, grads=True)
+        self.running_stats = ParamList(
+            [a for bn in self.norms for a in (bn.running_mean, bn.running_var)], self._stats)
         self._act_forward, self._act_backward = activations.get(self.activation)
         self._loss_kernel = losses.get(self.loss_name)
         self._delta_in_place = self.loss_name == "cross_entropy"
@@ -161,6 +188,11 @@ class Network:
             # Each cached kernel takes ~0.1 s to load: the weight-decay and
             # dropout kernels are fetched on first use (_optional_kernel).
             self._optional = {}
+            if self.norms:
+                self._bn_forward = _jit.compiled(batchnorm._normalize_fused, name)
+                self._bn_eval = _jit.compiled(batchnorm._normalize_eval_fused, name)
+                self._bn_backward = _jit.compiled(batchnorm._backward_fused, name)
+        self._bn_eps = self.dtype.type(batchnorm.EPS)
         # dtype-typed constants for the fused kernels (see activations.py)
         self._half = self.dtype.type(0.5)
         self._one = self.dtype.type(1.0)
@@ -211,6 +243,28 @@ class Network:
                 w = rng.standard_normal((n_in, n_out)) * RANDOM_INIT_STD
             layer.W[...] = w
             layer.b[...] = 0
+        for bn in self.norms:
+            bn.reset()
+
+    def snapshot(self, out=None):
+        """The parameters, then the running statistics, in one 1-D array.
+
+        Written into ``out`` (of that size and the network dtype) when given;
+        :meth:`restore` puts it back. Without batch normalisation it is a
+        copy of ``params.flat``.
+        """
+        n = self._flat.size
+        if out is None:
+            out = np.empty(n + self._stats.size, dtype=self.dtype)
+        out[:n] = self._flat
+        out[n:] = self._stats
+        return out
+
+    def restore(self, snapshot):
+        """Set the parameters and running statistics from :meth:`snapshot`'s array."""
+        n = self._flat.size
+        self._flat[:] = snapshot[:n]
+        self._stats[:] = snapshot[n:]
 
     def reseed_dropout(self, seed):
         """Restart the dropout masks' random stream (e.g. to repeat a mask)."""
@@ -240,6 +294,8 @@ class Network:
                 layer.mask = self._mask_all[hidden:hidden + size].reshape(shape)
                 layer.dropped = self._dropped_all[hidden:hidden + size].reshape(shape)
                 hidden += size
+        for bn in self.norms:
+            bn.allocate(n, self.dtype)
         self._row_buf = np.empty((n, 1), dtype=self.dtype)
         self._rows = np.arange(n, dtype=np.intp)
         self._ones = np.ones(n, dtype=self.dtype)
@@ -252,8 +308,11 @@ class Network:
         last = len(self.layers) - 1
         drop = training and self.dropout
         fused = self.kernels == "numba"
+        norms = self.norms
         for i, layer in enumerate(self.layers):
-            if fused and i != last:
+            if norms and i != last:
+                a = self._normalized(layer, norms[i], a, n, training)
+            elif fused and i != last:
                 a = layer.product(a, n)
                 self._fused_forward(a, layer.b, self._half, self._one)
             else:
@@ -263,6 +322,25 @@ class Network:
             if drop and i != last:
                 a = self._drop(layer, a, n)
         return a
+
+    def _normalized(self, layer, bn, a_prev, n, training):
+        """Product, batch normalisation (:mod:`fastnn.batchnorm`), + beta, activation."""
+        z = layer.product(a_prev, n)
+        if self.kernels == "numba":
+            if training:
+                self._bn_forward(z, bn.zhat[:n], bn.gamma, bn.mean, bn.var, bn.inv_std,
+                                 self._inv[n], self._bn_eps, self._one)
+            else:
+                self._bn_eval(z, bn.gamma, bn.running_mean, bn.running_var, bn.tmp,
+                              self._bn_eps)
+            self._fused_forward(z, bn.beta, self._half, self._one)
+            return z
+        if training:
+            batchnorm.normalize_(z, bn, n, layer.scratch[:n])
+        else:
+            batchnorm.normalize_eval_(z, bn)
+        z += bn.beta
+        return self._act_forward(z)
 
     def _optional_kernel(self, func):
         kernel = self._optional.get(func)
@@ -302,8 +380,18 @@ class Network:
                 if drop:
                     delta_prev *= prev.mask[:n]  # d(dropped)/da = mask
                 self._act_backward(delta_prev, a_prev, prev.scratch[:n])
+            if self.norms:
+                bn = self.norms[i - 1]
+                if self.kernels == "numba":
+                    self._bn_backward(delta_prev, bn.zhat[:n], bn.gamma, bn.inv_std, bn.dgamma,
+                                      bn.dbeta, self._inv[n])
+                else:
+                    batchnorm.backward_(delta_prev, bn, n, prev.scratch[:n])
             delta = delta_prev
         layers[0].backward(X, delta, None, self._ones[:n])
+        if self.norms:
+            for layer in layers[:-1]:
+                layer.db[...] = 0  # unused: the normalisation removes any bias
         if self.weight_decay:
             self._add_weight_decay_grad()
 
@@ -348,6 +436,8 @@ class Network:
         n = X.shape[0]
         self._ensure_capacity(n)
         z = self._forward(X, n, training=True)
+        for bn in self.norms:
+            bn.update_running_(n)
         # Cross-entropy turns the logits buffer itself into dL/dz; squared
         # error needs the probabilities while it writes dL/dz elsewhere.
         delta = z if self._delta_in_place else self.layers[-1].delta[:n]
@@ -378,8 +468,8 @@ class Network:
         """The whole training step as one compiled call, or None where it does not apply.
 
         Returns a :class:`CompiledStep` for the numba kernel set (None with
-        the NumPy kernels, without numba, or without access to NumPy's BLAS).
-        It gathers a batch of rows of ``X``/``y`` (already validated: the
+        the NumPy kernels, with batch normalisation, without numba, or
+        without access to NumPy's BLAS). It gathers a batch of rows of ``X``/``y`` (already validated: the
         network dtype, C-contiguous; intp labels), runs forward, loss and
         backward, and, when ``update`` is true and ``optimizer`` is one of
         the six built-in optimizers bound to this network's parameters with
@@ -388,7 +478,7 @@ class Network:
         flipped as it is gathered, from draws of ``rng``. Compiles (or
         loads from the disk cache) here, for the types of ``X`` and ``y``.
         """
-        if self.kernels != "numba" or _jit.kernel_dtype(self.dtype) is None:
+        if self.kernels != "numba" or _jit.kernel_dtype(self.dtype) is None or self.norms:
             return None
         gemm, gemv = _blas.gemm(self.dtype.name), _blas.gemv(self.dtype.name)
         if gemm is None or gemv is None:
@@ -473,14 +563,16 @@ class Network:
         X : array_like (n_samples, n_features)
         y : array_like (n_samples,) of int, or one-hot (n_samples, n_classes)
         training : bool
-            Apply dropout (drawing new masks) as the training step does;
-            only matters when ``dropout > 0``.
+            Apply dropout (drawing new masks) and batch normalisation with
+            the batch's statistics, as the training step does (the running
+            statistics are left as they are); only matters with ``dropout
+            > 0`` or ``batch_norm``.
 
         Returns
         -------
         float
         """
-        if not (training and self.dropout):
+        if not (training and (self.dropout or self.norms)):
             return self.evaluate(X, y)[0]
         X = self._check_X(X)
         n = X.shape[0]
@@ -494,7 +586,9 @@ class Network:
 
         With ``dropout > 0`` it is the gradient of the training-mode loss
         under freshly drawn masks (``loss(X, y, training=True)`` after the
-        same :meth:`reseed_dropout` gives the matching loss).
+        same :meth:`reseed_dropout` gives the matching loss); with
+        ``batch_norm`` too (it normalises with the batch's statistics and,
+        like a training step, updates the running ones).
 
         Returns
         -------
@@ -525,11 +619,14 @@ class Network:
             "dtype": self.dtype.name,
             "dropout": self.dropout,
             "label_smoothing": self.label_smoothing,
+            # only when on, so that older readers still load other models
+            **({"batch_norm": True} if self.batch_norm else {}),
         }
 
     def __repr__(self):
         return (f"Network(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
-                f"loss={self.loss_name!r}, dtype={self.dtype.name!r})")
+                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}"
+                + (", batch_norm=True)" if self.batch_norm else ")"))
 
 
 class CompiledStep:

@@ -282,7 +282,8 @@ class EarlyStopping(Callback):
     min_delta : float
         Smallest change that counts as an improvement.
     restore_best_weights : bool
-        At the end, copy back the parameters of the best epoch.
+        At the end, copy back the parameters (and any batch-norm running
+        statistics) of the best epoch.
     prefer_later : bool
         A later epoch that ties the best score exactly becomes the best
         one; keep-best uses it, as a tie on the validation
@@ -336,10 +337,8 @@ class EarlyStopping(Callback):
         if better:
             self.best, self.best_epoch, self.wait = score, epoch, 0
             if self.restore_best_weights:
-                if self.best_params is None:
-                    self.best_params = self.net.params.flat.copy()
-                else:
-                    np.copyto(self.best_params, self.net.params.flat)
+                # the parameters and any batch-norm running statistics
+                self.best_params = self.net.snapshot(self.best_params)
             return False
         self.wait += 1
         if self.wait >= self.patience:
@@ -349,7 +348,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, history):
         if self.restore_best_weights and self.best_params is not None:
-            np.copyto(self.net.params.flat, self.best_params)
+            self.net.restore(self.best_params)
 
 
 class ModelCheckpoint(Callback):
@@ -544,7 +543,7 @@ def build(config, n_features, n_classes, threads=None, kernels=None):
                   loss=config.loss, weight_init=config.weight_init,
                   weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed,
                   dropout=config.dropout, kernels=kernels,
-                  label_smoothing=config.label_smoothing)
+                  label_smoothing=config.label_smoothing, batch_norm=config.batch_norm)
     opt = optimizers.get(config.optimizer, net.params, threads=threads, kernels=kernels,
                          **config.optimizer_hyper())
     return net, opt

@@ -44,6 +44,19 @@ def test_train_save_evaluate_on_digits(tmp_path, capsys):
     assert "(columns: predicted)" in out and len(out.strip().splitlines()) == 12
 
 
+def test_batch_norm_model_trains_saves_and_evaluates(tmp_path, capsys):
+    model = tmp_path / "bn.npz"
+    rc, out, err = run(["train", *QUICK, "--batch-norm", "--save", str(model)], capsys)
+    assert rc == 0, err
+    assert "batch_norm=True" in out
+    net, header = fastnn.load_model(model)
+    assert net.batch_norm and header["metadata"]["config"]["batch_norm"] is True
+    rc, out, err = run(["evaluate", str(model), "-d", "digits"], capsys)
+    assert rc == 0, err
+    acc = float(out.split("accuracy ")[1].split()[0])
+    assert acc == pytest.approx(header["metadata"]["test_accuracy"], abs=1e-4)
+
+
 def test_assignment_flags_are_accepted(capsys):
     rc, out, err = run(["train", "-d", "digits", "-e", "1", "-b", "32", "-l", "mean_squared_error",
                         "-o", "nag", "-lr", "0.05", "-m", "0.8", "-beta", "0.9", "-beta1", "0.8",
@@ -91,6 +104,7 @@ def test_same_seed_same_result(tmp_path, capsys, kernels):
     (["--mixup", "-1"], "mixup must be >= 0"),
     (["--ema", "1.5"], "ema_decay must be < 1"),
     (["--ema", "-0.5"], "ema_decay must be >= 0"),
+    (["--batch-norm=often"], "must be true or false, got 'often'"),
 ])
 def test_bad_settings_exit_2_with_one_line(args, fragment, capsys):
     rc, out, err = run(["train", "-d", "digits", *args], capsys)

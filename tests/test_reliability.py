@@ -36,7 +36,8 @@ ACCURACY_OPTIONS = ["--augment-shift", "1", "--augment-flip", "--label-smoothing
                     "--keep-best", "--ema", "0.99", "--mixup", "0.2"]
 
 
-@pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS], ids=["plain", "accuracy-options"])
+@pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS, [*ACCURACY_OPTIONS, "--batch-norm"]],
+                         ids=["plain", "accuracy-options", "batch-norm"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels, options):
     train = [*TRAIN, *options]
     reference = tmp_path / "reference.npz"
@@ -59,6 +60,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels, options):
     a, header_a = fastnn.load_model(reference)
     b, header_b = fastnn.load_model(resumed)
     np.testing.assert_array_equal(a.params.flat, b.params.flat)
+    np.testing.assert_array_equal(a.running_stats.flat, b.running_stats.flat)
     hist_a, hist_b = header_a["metadata"]["history"], header_b["metadata"]["history"]
     for key in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy"):
         assert hist_a[key] == hist_b[key], key  # every epoch's metrics, exactly
