@@ -47,6 +47,7 @@ ABLATIONS = {
     "no dropout": {"dropout": 0.0},
     "no cosine schedule": {"lr_schedule": "constant", "warmup_epochs": 0},
     "+ weight average (EMA 0.999)": {"ema_decay": 0.999},
+    "+ batch normalisation": {"batch_norm": True},
 }
 # Larger variants of the recipe, each over seeds 0-2 on the whole thread
 # budget (as the recipe's seeds): what the 15-minute budget buys beyond it.
@@ -72,7 +73,7 @@ FLAG = {  # TrainConfig field -> fastnn train flag
     "warmup_epochs": "--warmup-epochs", "weight_init": "-w_i", "activation": "-a",
     "label_smoothing": "--label-smoothing", "augment_shift": "--augment-shift",
     "augment_flip": "--augment-flip", "keep_best": "--keep-best", "weight_decay": "-w_d",
-    "mixup": "--mixup", "ema_decay": "--ema",
+    "mixup": "--mixup", "ema_decay": "--ema", "batch_norm": "--batch-norm",
 }
 
 
@@ -279,42 +280,50 @@ def write_report(out_dir, argv_line):
     if recipe and classic:
         best = max(recipe, key=lambda r: r["val_accuracy"])
         lines += _confusion_section(best, classic, out_dir)
-    lines += _search_section(out_dir / SEARCH)
+    for search in SEARCHES:
+        lines += _search_section(out_dir, *search)
     notes = out_dir / "accuracy_notes.md"  # what the numbers say, written by hand
     if notes.is_file():
         lines += ["", notes.read_text().rstrip()]
     atomic_write_bytes(out_dir / "accuracy.md", ("\n".join(lines) + "\n").encode())
 
 
-SEARCH = "sweep_fashion_mnist_accuracy"  # results of sweeps/fashion_mnist_accuracy.yaml
-SWEPT = ("num_layers", "hidden_size", "dropout", "label_smoothing", "augment_shift",
-         "augment_flip", "lr", "weight_decay")
+# (sweep file in sweeps/, its results in reports/, the keys it searched, what it was)
+SEARCHES = [
+    ("fashion_mnist_accuracy",
+     ("num_layers", "hidden_size", "dropout", "label_smoothing", "augment_shift",
+      "augment_flip", "lr", "weight_decay"),
+     "local bayes, Optuna's TPE, with hyperband early termination, before mixup existed"),
+    ("fashion_mnist_mixup",
+     ("num_layers", "hidden_size", "dropout", "mixup", "label_smoothing", "lr"),
+     "local bayes, Optuna's TPE, no early termination, around the mixup recipe"),
+]
 
 
-def _search_section(results_dir):
+def _search_section(out_dir, name, swept, what):
     from fastnn import sweep
 
+    results_dir = out_dir / f"sweep_{name}"
     if not (results_dir / sweep.RESULTS_FILE).is_file():
         return []
     records = sweep.read_results(results_dir)
     minutes = sum(r.get("wall_time", 0.0) for r in records) / 60
     finished = [r for r in records if r.get("status") == "finished"]
     stopped = [r for r in records if r.get("status") == "stopped"]
-    lines = ["", "## The search", "",
-             (f"`fastnn sweep sweeps/fashion_mnist_accuracy.yaml --workers 2` (local bayes, "
-             f"Optuna's TPE, with hyperband early termination; results in "
-             f"`reports/{results_dir.name}/`): {len(records)} runs, {len(finished)} trained to "
-             f"the end and {len(stopped)} stopped by hyperband, "
-             f"{minutes:.0f} worker-minutes (each worker on one thread). Best validation "
-             "accuracy first:"), "",
-             "| run | " + " | ".join(SWEPT) + " | epochs | best validation | test |",
-             "|---|" + "---|" * (len(SWEPT) + 3)]
+    stopped_note = f" and {len(stopped)} stopped by hyperband" if stopped else ""
+    lines = ["", f"## The search: `sweeps/{name}.yaml`", "",
+             (f"`fastnn sweep sweeps/{name}.yaml --workers 2 --results reports/{results_dir.name}` "
+              f"({what}): {len(records)} runs, {len(finished)} trained to the end"
+              f"{stopped_note}, {minutes:.0f} worker-minutes (each worker on one thread). "
+              "Best validation accuracy first:"), "",
+             "| run | " + " | ".join(swept) + " | epochs | best validation | test |",
+             "|---|" + "---|" * (len(swept) + 3)]
     def best_val(record):
         return max(record.get("history", {}).get("val_accuracy", [0.0]))
 
     for r in sorted(records, key=best_val, reverse=True)[:8]:
         config = r["config"]
-        cells = [str(config.get(k)) for k in SWEPT]
+        cells = [str(config.get(k)) for k in swept]
         epochs = len(r.get("history", {}).get("val_accuracy", []))
         test = r.get("test_accuracy")
         lines.append(f"| {r['index']} | " + " | ".join(cells) +

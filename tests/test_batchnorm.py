@@ -133,7 +133,7 @@ def test_layout_of_parameters_and_statistics():
     assert "batch_norm" not in plain.config() and net.config()["batch_norm"] is True
 
 
-def _trained(tmp_path=None, kernels="numpy"):
+def _trained(kernels="numpy"):
     X, y = tiny_problem(n=64, n_features=6, n_classes=3, dtype=np.float32)
     net = Network([6, 8, 3], seed=0, batch_norm=True, dropout=0.1, kernels=kernels)
     opt = optimizers.get("adam", net.params, lr=0.05, kernels=kernels)
@@ -202,7 +202,7 @@ def test_keep_best_restores_the_running_statistics_of_the_best_epoch():
 
 
 def test_checkpoint_saves_and_restores_the_running_statistics(tmp_path):
-    net, X, y = _trained()
+    net, _, _ = _trained()
     opt = optimizers.get("adam", net.params)
     rng = np.random.default_rng(0)
     path = tmp_path / "c.npz"
