@@ -28,9 +28,10 @@ def kernel_sets():
     return ["numpy", "numba"] if fastnn._jit.numba_available() else ["numpy"]
 
 
-def make_net(width, optimizer="adam", seed=0, dtype="float32", threads=None, kernels=None):
+def make_net(width, optimizer="adam", seed=0, dtype="float32", threads=None, kernels=None,
+             **network):
     net = fastnn.Network(layer_sizes(width), activation="relu", seed=seed, dtype=dtype,
-                         kernels=kernels)
+                         kernels=kernels, **network)
     opt = fastnn.optimizers.get(optimizer, net.params, threads=threads, kernels=kernels)
     return net, opt
 

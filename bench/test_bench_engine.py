@@ -74,6 +74,25 @@ def test_train_step_augmented(benchmark, batch, augment, kernels):
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch norm"])
+@pytest.mark.parametrize("batch", [16, 128])
+def test_train_step_batch_norm(benchmark, batch, batch_norm, kernels):
+    """What batch normalisation costs a step of the accuracy recipe's network (3x512).
+
+    With it the step runs in Python (no compiled whole step): the figure
+    includes that.
+    """
+    X, y = make_batch(batch)
+    net, opt = make_net(512, kernels=kernels, batch_norm=batch_norm)
+    step, threads = make_step(net, opt, X, y.astype(np.intp), batch)
+    idx = np.arange(batch)
+    with blas_threads(threads):
+        loss, _ = benchmark(step, idx)
+    assert np.isfinite(loss) and np.isfinite(net.running_stats.flat).all()
+    assert len(net.norms) == (3 if batch_norm else 0)
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_forward(benchmark, batch, width, kernels):
