@@ -109,7 +109,7 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
     # settings added since the checkpoint was written take their defaults
     defaults = TrainConfig().to_dict()
     saved = {k: v for k, v in {**defaults, **header["config"]}.items() if k not in ignore}
-    wanted = {k: v for k, v in config.items() if k not in ignore}
+    wanted = {k: v for k, v in {**defaults, **config}.items() if k not in ignore}
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise ModelFileError(f"{path}: the checkpoint was made with other settings "

@@ -230,3 +230,27 @@ def test_config_builds_the_network_and_the_flag_reads_words():
     assert config.batch_norm is True
     net, _ = fastnn.train.build(config, 6, 3)
     assert net.batch_norm and len(net.norms) == config.num_layers
+
+
+def test_a_checkpoint_from_before_batch_norm_still_resumes(tmp_path):
+    net = Network([6, 8, 3], seed=0)
+    opt = optimizers.get("adam", net.params)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "old.npz"
+    config = fastnn.TrainConfig().to_dict()
+    checkpoint.save(path, net, opt, rng, 1, History(), config)
+    # as an older fastnn wrote it: no batch_norm setting and no statistics
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "stats"}
+    header = json.loads(arrays["header"].tobytes())
+    del header["config"]["batch_norm"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+    fresh = Network([6, 8, 3], seed=3)
+    assert checkpoint.load(path, fresh, optimizers.get("adam", fresh.params), rng, config)[0] == 1
+    np.testing.assert_array_equal(fresh.params.flat, net.params.flat)
+    with pytest.raises(ModelFileError, match="batch_norm"):
+        checkpoint.load(path, fresh, optimizers.get("adam", fresh.params), rng,
+                        {**config, "batch_norm": True})
