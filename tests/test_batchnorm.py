@@ -254,3 +254,13 @@ def test_a_checkpoint_from_before_batch_norm_still_resumes(tmp_path):
     with pytest.raises(ModelFileError, match="batch_norm"):
         checkpoint.load(path, fresh, optimizers.get("adam", fresh.params), rng,
                         {**config, "batch_norm": True})
+
+
+def test_sweep_files_take_the_batch_norm_key():
+    from fastnn.sweep.spec import SweepError, parse_spec
+
+    spec = parse_spec({"method": "grid", "parameters": {"batch_norm": {"values": [True, False]},
+                                                         "epochs": {"value": 1}}})
+    assert [c["batch_norm"] for c in spec.configs()] == [True, False]
+    with pytest.raises(SweepError, match="batch_norm"):
+        parse_spec({"method": "grid", "parameters": {"batch_norm": {"values": ["often"]}}})
