@@ -17,7 +17,10 @@ running statistics, updated after every training step as
 (the unbiased batch variance; the same convention and constants as PyTorch's
 ``BatchNorm1d``). gamma and beta are trainable parameters (gamma starts at 1,
 beta at 0; no weight decay); the running statistics are not: they live in
-``Network.running_stats`` and are saved in model files and checkpoints.
+``Network.running_stats`` and are saved in model files and checkpoints. A
+weight average (:mod:`fastnn.average`) averages gamma and beta with the other
+parameters but not the running statistics: the averaged weights are evaluated
+with the statistics of the trained ones.
 
 Backward, from ``dy = dL/dy`` (already through the activation and dropout):
 
