@@ -232,3 +232,18 @@ def test_retry_failed_runs_a_failed_run_again_and_its_new_record_wins(tmp_path, 
     assert [r["index"] for r in after] == [r["index"] for r in records]  # one per run
     assert next(r for r in after if r["index"] == 1)["status"] == "finished"
     assert len(path.read_text().splitlines()) == 5  # the log keeps both lines
+
+
+def test_a_kept_best_epoch_is_what_the_record_scores(tmp_path):
+    # keep_best ends with the weights of the best validation epoch: the record's
+    # validation score is theirs (the search is told it), not the last epoch's
+    spec = sweep.parse_spec({"method": "grid", "parameters": {
+        "dataset": {"value": "digits"}, "epochs": {"value": 6}, "num_layers": {"value": 1},
+        "hidden_size": {"value": 8}, "lr": {"value": 0.3}, "optimizer": {"value": "sgd"},
+        "keep_best": {"values": [True, False]}}})
+    results = tmp_path / "r"
+    sweep.run_sweep(spec, results, workers=1)
+    records = {r["config"]["keep_best"]: r for r in sweep.read_results(results)}
+    kept, last = records[True], records[False]
+    assert kept["val_accuracy"] == pytest.approx(max(kept["history"]["val_accuracy"]))
+    assert last["val_accuracy"] == pytest.approx(last["history"]["val_accuracy"][-1])

@@ -105,9 +105,12 @@ def _run_one(task):
                                        threads=_WORKER["threads"],
                                        kernels=_WORKER.get("kernels"))
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
+        # the network trained (with keep_best or early stopping, the weights of
+        # its best epoch, not of its last): its validation and test scores
+        val_loss, val_acc = net.evaluate(split.X_val, split.y_val)
         stopped = reporter is not None and reporter.stopped
         record.update(status="stopped" if stopped else "finished", history=history.to_dict(),
-                      val_accuracy=history["val_accuracy"][-1], val_loss=history["val_loss"][-1],
+                      val_accuracy=val_acc, val_loss=val_loss,
                       accuracy=history["accuracy"][-1], loss=history["loss"][-1],
                       test_accuracy=test_acc, test_loss=test_loss)
         if not stopped:  # a stopped run is never among the best: no model kept
