@@ -54,7 +54,16 @@ ABLATIONS = {
 VARIANTS = {
     "3x1024, 60 epochs, weight average": {"hidden_size": 1024, "epochs": 60,
                                           "ema_decay": 0.999},
+    # the best validation accuracy of the search around mixup
+    # (sweeps/fashion_mnist_mixup.yaml, run 7)
+    "3x1024, dropout 0.2, mixup 0.4, 80 epochs": {"hidden_size": 1024, "dropout": 0.2,
+                                                  "mixup": 0.4, "epochs": 80},
 }
+# The variant the report opens with as the Fashion-MNIST recipe: of the
+# recipe and its variants, the best mean validation accuracy over the seeds
+# (None: the recipe itself). The recipe stays the base of the ablation and of
+# the MNIST carry-over.
+HEADLINE = "3x1024, dropout 0.2, mixup 0.4, 80 epochs"
 # MNIST from its 10,000-image subset: shifts of up to 2 pixels (worth 1.6
 # points on MNIST from 9,000 images in the issue's measurements, while on
 # Fashion-MNIST they lost 0.2 points of validation accuracy here); no flips
@@ -198,6 +207,13 @@ def _rows(records, name):
     return [records[f"{name}/{s}"] for s in SEEDS if f"{name}/{s}" in records]
 
 
+def _minutes(rows):
+    """'3.3 minutes on 1 thread': the mean training time of a recipe's seeds."""
+    threads = sorted({r["threads"] for r in rows})
+    where = "/".join(map(str, threads)) + f" thread{'s' if threads != [1] else ''}"
+    return f"{_mean([r['wall_time'] for r in rows]) / 60:.1f} minutes on {where}"
+
+
 def _seed_table(rows, with_epochs=True):
     lines = ["| seed | validation | test | best epoch | training time |",
              "|---|---|---|---|---|"]
@@ -218,8 +234,17 @@ def write_report(out_dir, argv_line):
     records = read_records(out_dir / "accuracy.jsonl")
     lines = ["# Accuracy beyond the classic study", ""]
     recipe = _rows(records, "recipe")
-    lines += ["The Fashion-MNIST recipe (seed 0; seeds 1 and 2 below):", "", "```sh",
-              command(RECIPE, "fashion_mnist", 0), "```", "",
+    headline = HEADLINE if HEADLINE in VARIANTS else None
+    top = _rows(records, headline) if headline else recipe
+    if headline:
+        lines += [("The Fashion-MNIST recipe: of the recipes below, the best mean validation "
+                   "accuracy over seeds 0-2 (seed 0 here; seeds 1 and 2 below):"), "", "```sh",
+                  command({**RECIPE, **VARIANTS[headline]}, "fashion_mnist", 0), "```", "",
+                  (f"The base recipe ({_minutes(recipe)}, against {_minutes(top)} for the "
+                   "recipe), of which the ablation and the MNIST recipe are made:"), ""]
+    else:
+        lines += ["The Fashion-MNIST recipe (seed 0; seeds 1 and 2 below):", ""]
+    lines += ["```sh", command(RECIPE, "fashion_mnist", 0), "```", "",
               ("The MNIST recipe, trained on the 10,000-image subset in `../shared/data/mnist` "
                "(1,000 of them held out for validation):"), "", "```sh",
               command({**RECIPE, **MNIST_CHANGES}, "mnist", 0), "```", "",
@@ -232,9 +257,12 @@ def write_report(out_dir, argv_line):
               ("Validation: the 6,000 training images held out with the run's seed; the weights "
                "kept are those of the epoch of best validation accuracy. Test: the official "
                "10,000 test images, used for nothing but these tables."), "",
-              *_seed_table(recipe)]
+              *_seed_table(top)]
+    if headline:
+        lines += ["", "## The base recipe over seeds", "", *_seed_table(recipe)]
     lines += ["", "## Ablation", "",
-              ("Mean over seeds 0-2, each run as the recipe's with only the named setting "
+              ("Of the base recipe. "
+               "Mean over seeds 0-2, each run as the recipe's with only the named setting "
                "changed: `no ...` removes a piece of the recipe, `+ ...` adds an option to it. "
                "A piece earns its place when it raises the mean validation accuracy (test "
                "accuracy is shown, and decides nothing)."),
@@ -251,7 +279,7 @@ def write_report(out_dir, argv_line):
         test = _mean([r["test_accuracy"] for r in rows])
         lines.append(f"| {name} | {len(rows)} | {_pct(val)} | {_pct(test)} | "
                      f"{100 * (val - base):+.2f} points | {100 * (test - base_test):+.2f} points |")
-    variant_rows = [(name, _rows(records, name)) for name in VARIANTS]
+    variant_rows = [(name, _rows(records, name)) for name in VARIANTS if name != headline]
     if any(rows for _, rows in variant_rows):
         lines += ["", "## Larger variants", "",
                   ("The recipe with a wider network and a longer schedule, over the same seeds, "
@@ -277,8 +305,8 @@ def write_report(out_dir, argv_line):
                   + command({**RECIPE, **MNIST_CHANGES, **MNIST_AVERAGE}, "mnist", 0) + "`):",
                   "", *_seed_table(averaged)]
     classic = records.get("classic/0")
-    if recipe and classic:
-        best = max(recipe, key=lambda r: r["val_accuracy"])
+    if top and classic:
+        best = max(top, key=lambda r: r["val_accuracy"])
         lines += _confusion_section(best, classic, out_dir)
     for search in SEARCHES:
         lines += _search_section(out_dir, *search)
@@ -296,7 +324,8 @@ SEARCHES = [
      "local bayes, Optuna's TPE, with hyperband early termination, before mixup existed"),
     ("fashion_mnist_mixup",
      ("num_layers", "hidden_size", "dropout", "mixup", "label_smoothing", "lr"),
-     "local bayes, Optuna's TPE, no early termination, around the mixup recipe"),
+     ("local bayes, Optuna's TPE, no early termination, around the mixup recipe; stopped "
+      "after 9 of its 16 runs, all still from TPE's random start-up, for the seeds of its best")),
 ]
 
 

@@ -64,5 +64,12 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     assert "## Ablation" in text and "no flips" in text and "| mean |" in text
     assert "## Larger variants" in text and "-sz 24" in text
     assert "## Confusion matrix" in text and (tmp_path / "figures" / "accuracy_confusion.png").is_file()
+    # a variant as the headline recipe: it opens the report, the base recipe follows
+    monkeypatch.setattr(accuracy, "HEADLINE", "wider")
+    accuracy.write_report(tmp_path, "python -m bench.accuracy")
+    text = (tmp_path / "accuracy.md").read_text()
+    first, base = text.index("-sz 24"), text.index("-sz 16")
+    assert first < base and "## The base recipe over seeds" in text
+    assert "## Larger variants" not in text  # the only variant is the headline
     monkeypatch.setattr(accuracy, "RECIPE", {**small, "epochs": 1})  # a changed recipe
     assert "recipe/0" not in accuracy.read_records(tmp_path / "accuracy.jsonl")  # retrains
