@@ -84,3 +84,30 @@ def tiny_problem(n=12, n_features=5, n_classes=3, seed=0, dtype=np.float64):
     X = rng.standard_normal((n, n_features)).astype(dtype)
     y = rng.integers(0, n_classes, size=n)
     return X, y
+
+
+def numeric_gradient(net, X, y, h=1e-5, training=False):
+    """Central differences of ``net.loss(X, y, training)`` over every parameter."""
+    flat = net.params.flat
+    grad = np.empty_like(flat)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        plus = net.loss(X, y, training=training)
+        flat[i] = old - h
+        minus = net.loss(X, y, training=training)
+        flat[i] = old
+        grad[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+def rewrite_npz(path, mutate):
+    """Rewrite an .npz archive with ``mutate(dict of arrays)`` applied."""
+    import io
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    mutate(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())

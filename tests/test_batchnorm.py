@@ -1,12 +1,11 @@
 """Batch normalisation (fastnn.batchnorm): gradients, kernels, running statistics, files."""
 
-import io
 import json
 import pickle
 
 import numpy as np
 import pytest
-from conftest import HAVE_NUMBA, KERNEL_SETS, tiny_problem
+from conftest import HAVE_NUMBA, KERNEL_SETS, numeric_gradient, rewrite_npz, tiny_problem
 
 import fastnn
 from fastnn import batchnorm, checkpoint, optimizers
@@ -27,20 +26,6 @@ def _net(kernels="numpy", dtype="float64", sizes=(7, 6, 5, 3), **kw):
     return net
 
 
-def _numeric_gradient(net, X, y, h=1e-6):
-    flat = net.params.flat
-    out = np.zeros_like(flat)
-    for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + h
-        up = net.loss(X, y, training=True)
-        flat[k] = old - h
-        down = net.loss(X, y, training=True)
-        flat[k] = old
-        out[k] = (up - down) / (2 * h)
-    return out
-
-
 @pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -49,7 +34,7 @@ def test_gradient_matches_finite_differences_in_float64(kernels, activation, los
                label_smoothing=0.1)
     X, y = tiny_problem(n=9, n_features=7, seed=2)
     analytic = net.gradients(X, y).flat
-    numeric = _numeric_gradient(net, X, y)
+    numeric = numeric_gradient(net, X, y, h=1e-6, training=True)
     scale = np.abs(numeric).max()
     np.testing.assert_allclose(analytic, numeric, rtol=0, atol=1e-7 * scale)
     # the hidden layers' biases are unused: the loss does not depend on them
@@ -154,15 +139,6 @@ def test_model_file_round_trip_keeps_the_running_statistics(tmp_path):
     assert fastnn.load_model(plain)[1]["format_version"] == 1  # older readers still read it
 
 
-def _rewrite(path, mutate):
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    mutate(arrays)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    path.write_bytes(buf.getvalue())
-
-
 def _with_header(arrays, **changes):
     header = json.loads(arrays["header"].tobytes())
     arrays["header"] = np.frombuffer(json.dumps({**header, **changes}).encode(), np.uint8)
@@ -179,7 +155,7 @@ def test_malformed_batch_norm_models_are_refused(tmp_path, mutate, message):
     net, _, _ = _trained()
     path = tmp_path / "bn.npz"
     fastnn.save_model(net, path)
-    _rewrite(path, mutate)
+    rewrite_npz(path, mutate)
     with pytest.raises(ModelFileError, match=message):
         fastnn.load_model(path)
 
@@ -220,7 +196,7 @@ def test_estimator_takes_batch_norm_and_pickles_the_statistics():
     clf = fastnn.MLPClassifier(hidden_layer_sizes=(8,), batch_norm=True, epochs=3,
                                random_state=0).fit(X, y)
     assert clf.network_.batch_norm
-    assert np.any(clf.network_.running_stats.flat != np.tile([0, 1], 1).repeat(8))
+    assert np.any(clf.network_.running_stats.flat != np.repeat([0, 1], 8))  # trained
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
 
@@ -240,14 +216,13 @@ def test_a_checkpoint_from_before_batch_norm_still_resumes(tmp_path):
     config = fastnn.TrainConfig().to_dict()
     checkpoint.save(path, net, opt, rng, 1, History(), config)
     # as an older fastnn wrote it: no batch_norm setting and no statistics
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "stats"}
-    header = json.loads(arrays["header"].tobytes())
-    del header["config"]["batch_norm"]
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    path.write_bytes(buf.getvalue())
+    def older(arrays):
+        del arrays["stats"]
+        header = json.loads(arrays["header"].tobytes())
+        del header["config"]["batch_norm"]
+        _with_header(arrays, config=header["config"])
+
+    rewrite_npz(path, older)
     fresh = Network([6, 8, 3], seed=3)
     assert checkpoint.load(path, fresh, optimizers.get("adam", fresh.params), rng, config)[0] == 1
     np.testing.assert_array_equal(fresh.params.flat, net.params.flat)

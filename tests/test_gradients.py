@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import tiny_problem
+from conftest import numeric_gradient, tiny_problem
 
 import fastnn
 
@@ -12,20 +12,6 @@ pytestmark = pytest.mark.usefixtures("kernels")
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
 LOSSES = ["cross_entropy", "mean_squared_error"]
 DEPTHS = {"no_hidden": [5, 3], "one_hidden": [5, 4, 3], "three_hidden": [5, 6, 4, 5, 3]}
-
-
-def numeric_gradient(net, X, y, h=1e-5):
-    flat = net.params.flat
-    grad = np.empty_like(flat)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        plus = net.loss(X, y)
-        flat[i] = old - h
-        minus = net.loss(X, y)
-        flat[i] = old
-        grad[i] = (plus - minus) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("depth", DEPTHS)

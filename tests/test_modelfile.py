@@ -1,11 +1,11 @@
 """Model files: round trip, atomic writes, hostile and malformed files."""
 
-import io
 import json
 import zipfile
 
 import numpy as np
 import pytest
+from conftest import rewrite_npz as _rewrite
 
 import fastnn
 from fastnn import modelfile
@@ -45,16 +45,6 @@ def test_save_is_atomic_and_leaves_no_temporary_files(saved, monkeypatch):
         fastnn.save_model(net, path)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == ["m.npz"]
-
-
-def _rewrite(path, mutate):
-    """Rewrite the archive with mutate(dict of arrays) applied."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    mutate(arrays)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    path.write_bytes(buf.getvalue())
 
 
 def _header(arrays):
