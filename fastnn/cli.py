@@ -129,6 +129,9 @@ def _add_train_args(p):
     p.add_argument("--keep-best", "--keep_best", dest="keep_best", nargs="?", const=True,
                    default=d.keep_best, type=_flag, metavar="BOOL",
                    help="end with the weights of the epoch of best validation accuracy")
+    p.add_argument("--sam", type=float, default=d.sam, metavar="RHO",
+                   help="sharpness-aware minimisation: take each step's gradient at the weights "
+                        "RHO away along the gradient, e.g. 0.05 (two passes a step; 0: off)")
     p.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
                    help="blend each training image and its target with another's, weights "
                         "from Beta(ALPHA, ALPHA), e.g. 0.2 (0: off)")
@@ -361,7 +364,8 @@ def cmd_train(args, out):
                       batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
                       seed=rng, callbacks=callbacks, threads=args.threads,
                       clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
-                      augment=config.augmentation(split.X_train.shape[1]), average=average)
+                      augment=config.augmentation(split.X_train.shape[1]), average=average,
+                      sam=config.sam or None)
         if prior:
             history = _history_from(prior, then=history)
     except KeyboardInterrupt:

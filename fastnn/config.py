@@ -44,6 +44,7 @@ RULES = {
     "augment_shift": {"low": 0, "integer": True},
     "ema_decay": {"low": 0, "high": 1, "high_open": True},
     "mixup": {"low": 0},
+    "sam": {"low": 0},
 }
 FLAGS = ("augment_flip", "keep_best", "batch_norm")  # booleans
 
@@ -61,7 +62,9 @@ class TrainConfig:
     exponential moving average of the weights (:mod:`fastnn.average`);
     ``mixup`` (alpha, 0: off) blends pairs of training rows and their
     targets; ``batch_norm`` normalises every hidden layer over the batch
-    (:mod:`fastnn.batchnorm`).
+    (:mod:`fastnn.batchnorm`); ``sam`` (rho, 0: off) takes every step's
+    gradient at the nearby weights where the batch's loss rises most
+    (sharpness-aware minimisation, :func:`fastnn.train.fit`).
     The defaults (3 hidden ReLU layers of 256, Xavier init, Adam at 1e-3,
     batch 128, 10 epochs) were chosen from a small search to reach at least
     88% test accuracy on Fashion-MNIST over several seeds; the README has
@@ -102,6 +105,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     mixup: float = 0.0
     batch_norm: bool = False
+    sam: float = 0.0
 
     def validated(self):
         """Return a copy with names normalised; raise ConfigError if invalid."""

@@ -78,6 +78,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     batch_norm : bool, default=False
         Batch normalisation of every hidden layer (:mod:`fastnn.batchnorm`);
         predictions use the running statistics.
+    sam : float, default=0.0
+        Sharpness-aware minimisation's radius rho (0: off): every step takes
+        its gradient at ``w + rho * g / ||g||`` (:func:`fastnn.train.fit`);
+        a step costs two passes.
 
     Attributes
     ----------
@@ -98,7 +102,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  batch_size=64, epochs=100, dtype="float32", random_state=None,
                  validation_fraction=0.1, early_stopping=False, verbose=False, kernels=None,
                  dropout=0.0, label_smoothing=0.0, augment_shift=0, augment_flip=False,
-                 image_shape=None, mixup=0.0, ema_decay=0.0, batch_norm=False):
+                 image_shape=None, mixup=0.0, ema_decay=0.0, batch_norm=False, sam=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.loss = loss
@@ -127,6 +131,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.mixup = mixup
         self.ema_decay = ema_decay
         self.batch_norm = batch_norm
+        self.sam = sam
 
     # ------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -200,7 +205,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = fit(self.network_, self.optimizer_, X, encoded, epochs=self.epochs,
                             batch_size=min(self.batch_size, X.shape[0]),
                             validation_data=validation, seed=seed, callbacks=callbacks,
-                            augment=self._augment, average=self._average)
+                            augment=self._augment, average=self._average,
+                            sam=self.sam or None)
         self._seed_, self._epochs_done = seed, len(self.history_.epoch)
         return self
 
@@ -240,7 +246,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         history = fit(self.network_, self.optimizer_, X, self._encode(y), epochs=1,
                       batch_size=min(self.batch_size, X.shape[0]),
                       seed=self._seed_ + self._epochs_done, augment=self._augment,
-                      average=self._average)
+                      average=self._average, sam=self.sam or None)
         self._epochs_done += 1
         if first or not hasattr(self, "history_"):
             self.history_ = history

@@ -697,14 +697,31 @@ class CompiledStep:
                 self.augment.draw(self.rng, self._draws[:n])
             if self.augment.mixup:
                 consts[_F_LAM], consts[_F_MU] = self.augment.draw_mix(self.rng, net.dtype)
+        loss, n_correct = self._run(idx)
+        if self.updates and not out[2]:
+            self.optimizer._retreat()
+        return loss, n_correct
+
+    def again(self, idx):
+        """Forward and backward once more on the batch of the last call (``net.grads`` filled).
+
+        The same rows, shifted, flipped and mixed as they were; fresh
+        dropout masks. For a step that updates (:attr:`updates`) this
+        would update again: it is meant for steps built with
+        ``update=False``, as sharpness-aware minimisation uses them
+        (:func:`fastnn.train.fit`'s ``sam``).
+        """
+        return self._run(idx)
+
+    def _run(self, idx):
+        net, out = self.net, self._out
+        n = idx.shape[0]
         rng = net._dropout_rng
         for mask in self._hidden_masks:
             rng.random(dtype=net.dtype, out=mask[:n])
         penalty = net._penalty()
         out[3] = penalty
         self._kernel(*self._head, idx, *self._tail)
-        if self.updates and not out[2]:
-            self.optimizer._retreat()
         return out[0] / (n * net._terms_per_row) + penalty, int(out[1])
 
 

@@ -155,7 +155,7 @@ def check_finite_rows(X, name="X", chunk=4096):
 
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
         shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0,
-        kernels=None, augment=None, average=None):
+        kernels=None, augment=None, average=None, sam=None):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -201,6 +201,11 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         (or this average, e.g. a resumed one): validation metrics, the
         callbacks' ``on_epoch_end`` (early stopping, keep-best) and the
         network after training use the averaged weights.
+    sam : float, optional
+        Sharpness-aware minimisation with this radius (rho; None or 0:
+        off): every step takes its gradient at ``w + rho * g / ||g||``,
+        ``g`` the batch's gradient at ``w``, on the same batch, so a step
+        costs two forward and backward passes (Foret et al., 2021).
 
     Returns
     -------
@@ -218,6 +223,8 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     _checks.number("batch_size", batch_size, low=1, integer=True)
     if clip_norm is not None:
         _checks.number("clip_norm", clip_norm, low=0)
+    if sam is not None:
+        _checks.number("sam", sam, low=0)
     if kernels is not None:
         net.set_kernels(kernels)
         if hasattr(optimizer, "set_kernels"):
@@ -255,7 +262,7 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     if average is not None:
         average.start(net)
     run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng,
-                                            threads)
+                                            threads, sam)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
@@ -437,10 +444,58 @@ class _PythonStep:
             if self.augment.mixup:
                 mix = self.augment.draw_mix(self.rng, self.net.dtype)
                 self.augment.mix_(xm, *mix)
+        self._mix = mix
         return self.net.train_step_(xm, ym, mix)
 
+    def again(self, idx):
+        """Forward and backward once more on the last call's batch, as gathered and mixed."""
+        m = idx.shape[0]
+        return self.net.train_step_(self.xb[:m], self.yb[:m], self._mix)
 
-def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, threads):
+
+class _SharpnessAware:
+    """Sharpness-aware minimisation (SAM) around a step that does not update.
+
+    Each call computes the gradient ``g`` at the weights ``w`` (the inner
+    step), moves to ``w + rho * g / ||g||`` (the L2 norm over every
+    parameter), computes the gradient there on the same batch (the same
+    rows, shifts, flips and mixup weights; fresh dropout masks) and moves
+    back to ``w`` exactly (a saved copy): the caller's optimizer then
+    steps with that second gradient. Batch-norm running statistics are
+    updated by the first pass only. Returns the first pass's loss and
+    accuracy, those of the weights being trained. A zero gradient leaves
+    ``w`` where it is for the second pass.
+    """
+
+    updates = False
+
+    def __init__(self, inner, net, rho):
+        self.inner, self.net = inner, net
+        self.rho = float(rho)
+        self._saved = np.empty_like(net._flat)
+        self._shift = np.empty_like(net._flat)
+        self._stats = np.empty_like(net._stats)
+
+    def __call__(self, idx):
+        net = self.net
+        loss, n_correct = self.inner(idx)
+        if not math.isfinite(loss):
+            return loss, n_correct
+        flat, grad = net._flat, net._flat_grad
+        norm = math.sqrt(float(np.vdot(grad, grad)))
+        np.copyto(self._saved, flat)
+        np.copyto(self._stats, net._stats)
+        if norm > 0:
+            np.multiply(grad, net.dtype.type(self.rho / norm), out=self._shift)
+            flat += self._shift
+        self.inner.again(idx)
+        np.copyto(flat, self._saved)
+        np.copyto(net._stats, self._stats)
+        return loss, n_correct
+
+
+def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, threads,
+                       sam=None):
     """The step ``fit`` runs (compiled with numba, else Python) and its BLAS threads.
 
     The compiled step runs its products back to back, so BLAS keeps its
@@ -448,16 +503,21 @@ def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, thre
     bench/compare.py): it gets the whole budget. The Python step, with gaps
     between its products, follows :func:`blas_threads_for`.
     """
-    compiled = net.compiled_step(optimizer, X, y, batch, update=not clip_norm, augment=augment,
-                                 rng=rng)
+    compiled = net.compiled_step(optimizer, X, y, batch, update=not (clip_norm or sam),
+                                 augment=augment, rng=rng)
     budget = _threads.resolve(threads)
     if compiled is not None:
-        return compiled, budget
-    return _PythonStep(net, X, y, batch, augment, rng), blas_threads_for(net, batch, budget)
+        step, n_threads = compiled, budget
+    else:
+        step = _PythonStep(net, X, y, batch, augment, rng)
+        n_threads = blas_threads_for(net, batch, budget)
+    if sam:
+        step = _SharpnessAware(step, net, sam)
+    return step, n_threads
 
 
 def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None, rng=None,
-              threads=None):
+              threads=None, sam=None):
     """One training step on rows ``idx`` of (X, y), exactly as :func:`fit` runs it.
 
     For benchmarks and custom loops. ``X`` must already be in the network
@@ -470,7 +530,7 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     inner, n_threads = _step_and_threads(net, optimizer, X, y, batch_size, clip_norm, augment,
-                                         rng, threads)
+                                         rng, threads, sam)
 
     def step(idx):
         loss, n_correct = inner(idx)
@@ -579,5 +639,5 @@ def train_config(config, split, callbacks=(), threads=None, kernels=None):
                   seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],
                   threads=threads, clip_norm=config.clip_norm or None,
                   augment=config.augmentation(split.X_train.shape[1]),
-                  average=config.weight_average())
+                  average=config.weight_average(), sam=config.sam or None)
     return net, opt, history

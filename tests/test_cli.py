@@ -105,6 +105,7 @@ def test_same_seed_same_result(tmp_path, capsys, kernels):
     (["--ema", "1.5"], "ema_decay must be < 1"),
     (["--ema", "-0.5"], "ema_decay must be >= 0"),
     (["--batch-norm=often"], "must be true or false, got 'often'"),
+    (["--sam", "-0.05"], "sam must be >= 0"),
 ])
 def test_bad_settings_exit_2_with_one_line(args, fragment, capsys):
     rc, out, err = run(["train", "-d", "digits", *args], capsys)

@@ -36,8 +36,9 @@ ACCURACY_OPTIONS = ["--augment-shift", "1", "--augment-flip", "--label-smoothing
                     "--keep-best", "--ema", "0.99", "--mixup", "0.2"]
 
 
-@pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS, [*ACCURACY_OPTIONS, "--batch-norm"]],
-                         ids=["plain", "accuracy-options", "batch-norm"])
+@pytest.mark.parametrize("options", [[], ACCURACY_OPTIONS, [*ACCURACY_OPTIONS, "--batch-norm"],
+                                     [*ACCURACY_OPTIONS, "--sam", "0.05"]],
+                         ids=["plain", "accuracy-options", "batch-norm", "sam"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, kernels, options):
     train = [*TRAIN, *options]
     reference = tmp_path / "reference.npz"
