@@ -48,6 +48,7 @@ ABLATIONS = {
     "no cosine schedule": {"lr_schedule": "constant", "warmup_epochs": 0},
     "+ weight average (EMA 0.999)": {"ema_decay": 0.999},
     "+ batch normalisation": {"batch_norm": True},
+    "+ sharpness-aware minimisation (rho 0.05)": {"sam": 0.05},
 }
 # Larger variants of the recipe, each over seeds 0-2 on the whole thread
 # budget (as the recipe's seeds): what the 15-minute budget buys beyond it.
@@ -82,7 +83,7 @@ FLAG = {  # TrainConfig field -> fastnn train flag
     "warmup_epochs": "--warmup-epochs", "weight_init": "-w_i", "activation": "-a",
     "label_smoothing": "--label-smoothing", "augment_shift": "--augment-shift",
     "augment_flip": "--augment-flip", "keep_best": "--keep-best", "weight_decay": "-w_d",
-    "mixup": "--mixup", "ema_decay": "--ema", "batch_norm": "--batch-norm",
+    "mixup": "--mixup", "ema_decay": "--ema", "batch_norm": "--batch-norm", "sam": "--sam",
 }
 
 
