@@ -463,8 +463,10 @@ class _SharpnessAware:
     back to ``w`` exactly (a saved copy): the caller's optimizer then
     steps with that second gradient. Batch-norm running statistics are
     updated by the first pass only. Returns the first pass's loss and
-    accuracy, those of the weights being trained. A zero gradient leaves
-    ``w`` where it is for the second pass.
+    accuracy, those of the weights being trained, or the second pass's loss
+    when that is not finite (so that training stops before the update, the
+    weights back at ``w``). A zero gradient leaves ``w`` where it is for the
+    second pass.
     """
 
     updates = False
@@ -488,9 +490,11 @@ class _SharpnessAware:
         if norm > 0:
             np.multiply(grad, net.dtype.type(self.rho / norm), out=self._shift)
             flat += self._shift
-        self.inner.again(idx)
+        perturbed_loss, _ = self.inner.again(idx)
         np.copyto(flat, self._saved)
         np.copyto(net._stats, self._stats)
+        if not math.isfinite(perturbed_loss):
+            return perturbed_loss, n_correct  # the loop stops before the update
         return loss, n_correct
 
 

@@ -7,6 +7,7 @@ from conftest import needs_numba
 import fastnn
 from fastnn import optimizers, train
 from fastnn.augment import Augmentation
+from fastnn.errors import TrainingDivergedError
 from fastnn.train import make_step
 
 
@@ -84,6 +85,17 @@ def test_sam_changes_training_and_is_reproducible(kernels):
     np.testing.assert_array_equal(run(0.05), run(0.05))
     np.testing.assert_array_equal(run(0), run(None))  # 0 is off
     assert not np.array_equal(run(0.05), run(None))
+
+
+def test_a_non_finite_loss_at_the_perturbed_weights_stops_before_the_update(kernels):
+    X, y = _problem()
+    net = _net(kernels)
+    w0 = net.params.flat.copy()
+    opt = optimizers.get("adam", net.params, kernels=kernels, threads=1)
+    with pytest.raises(TrainingDivergedError):
+        fastnn.fit(net, opt, X, y, epochs=1, batch_size=40, sam=1e300)
+    np.testing.assert_array_equal(net.params.flat, w0)
+    assert opt.t == 0
 
 
 def test_a_negative_radius_is_refused():
