@@ -65,11 +65,29 @@ VARIANTS = {
     "3x1024, dropout 0.2, mixup 0.4, SAM 0.05, 50 epochs": {
         "hidden_size": 1024, "dropout": 0.2, "mixup": 0.4, "sam": 0.05, "epochs": 50},
 }
-# The variant the report opens with as the Fashion-MNIST recipe: of the
-# recipe and its variants, the best mean validation accuracy over the seeds
-# (None: the recipe itself). The recipe stays the base of the ablation and of
+# The report opens with the Fashion-MNIST recipe chosen by validation: of
+# every configuration measured over all of SEEDS (the base recipe, the
+# ablation's additions, the larger variants), the best mean validation
+# accuracy (headline()). The base recipe stays the base of the ablation and of
 # the MNIST carry-over.
-HEADLINE = "3x1024, dropout 0.2, mixup 0.4, 80 epochs"
+
+
+def candidates():
+    """{name: settings} of the configurations the headline recipe is chosen from."""
+    added = {name: {**RECIPE, **change} for name, change in ABLATIONS.items()
+             if name.startswith("+")}
+    larger = {name: {**RECIPE, **change} for name, change in VARIANTS.items()}
+    return {"recipe": RECIPE, **added, **larger}
+
+
+def headline(records):
+    """Name of the best mean validation accuracy among complete candidates ("recipe" if none)."""
+    scores = {}
+    for name in candidates():
+        rows = _rows(records, name)
+        if len(rows) == len(SEEDS):
+            scores[name] = _mean([r["val_accuracy"] for r in rows])
+    return max(scores, key=scores.get) if scores else "recipe"
 # MNIST from its 10,000-image subset: shifts of up to 2 pixels (worth 1.6
 # points on MNIST from 9,000 images in the issue's measurements, while on
 # Fashion-MNIST they lost 0.2 points of validation accuracy here); no flips
@@ -240,13 +258,16 @@ def write_report(out_dir, argv_line):
     records = read_records(out_dir / "accuracy.jsonl")
     lines = ["# Accuracy beyond the classic study", ""]
     recipe = _rows(records, "recipe")
-    headline = HEADLINE if HEADLINE in VARIANTS else None
-    top = _rows(records, headline) if headline else recipe
-    base_name = "the base recipe" if headline else "the recipe"
-    if headline:
-        lines += [("The Fashion-MNIST recipe: of the recipes below, the best mean validation "
-                   "accuracy over seeds 0-2 (seed 0 here; seeds 1 and 2 below):"), "", "```sh",
-                  command({**RECIPE, **VARIANTS[headline]}, "fashion_mnist", 0), "```", "",
+    chosen = headline(records)
+    headline_name = None if chosen == "recipe" else chosen
+    top = _rows(records, chosen)
+    base_name = "the base recipe" if headline_name else "the recipe"
+    if headline_name:
+        lines += [("The Fashion-MNIST recipe: of every configuration below measured over seeds "
+                   "0-2 (the base recipe, the ablation's additions, the larger variants), the "
+                   f"best mean validation accuracy, `{chosen}` (seed 0 here; seeds 1 and 2 "
+                   "below):"), "", "```sh",
+                  command(candidates()[chosen], "fashion_mnist", 0), "```", "",
                   (f"The base recipe ({_minutes(recipe)}, against {_minutes(top)} for the "
                    "recipe), of which the ablation and the MNIST recipe are made:"), ""]
     else:
@@ -265,7 +286,7 @@ def write_report(out_dir, argv_line):
                "kept are those of the epoch of best validation accuracy. Test: the official "
                "10,000 test images, used for nothing but these tables."), "",
               *_seed_table(top)]
-    if headline:
+    if headline_name:
         lines += ["", "## The base recipe over seeds", "", *_seed_table(recipe)]
     lines += ["", "## Ablation", "",
               ("Of the base recipe. "
@@ -286,11 +307,13 @@ def write_report(out_dir, argv_line):
         test = _mean([r["test_accuracy"] for r in rows])
         lines.append(f"| {name} | {len(rows)} | {_pct(val)} | {_pct(test)} | "
                      f"{100 * (val - base):+.2f} points | {100 * (test - base_test):+.2f} points |")
-    variant_rows = [(name, _rows(records, name)) for name in VARIANTS if name != headline]
+    variant_rows = [(name, _rows(records, name)) for name in VARIANTS if name != chosen]
     if any(rows for _, rows in variant_rows):
         lines += ["", "## Larger variants", "",
-                  (f"{base_name.capitalize()} with a wider network and a longer schedule, over "
-                   "the same seeds, each run alone on the whole thread budget:"), ""]
+                  (f"{base_name.capitalize()} made larger (a wider network, a longer schedule, "
+                   "sharpness-aware minimisation), over the same seeds, each run alone on the "
+                   "whole thread budget; a variant stopped early shows fewer seeds and is no "
+                   "candidate for the recipe:"), ""]
         for name, rows in variant_rows:
             if rows:
                 change = {**RECIPE, **VARIANTS[name]}

@@ -59,13 +59,14 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     assert all(0 <= r["test_accuracy"] <= 1 and r["best_epoch"] >= 1 for r in records)
     accuracy.run_study(None, tmp_path, set(), parallel=1, budget=1)  # resumes: nothing to do
     assert len((tmp_path / "accuracy.jsonl").read_text().splitlines()) == len(records)
+    monkeypatch.setattr(accuracy, "headline", lambda records: "recipe")
     accuracy.write_report(tmp_path, "python -m bench.accuracy")
     text = (tmp_path / "accuracy.md").read_text()
     assert "## Ablation" in text and "no flips" in text and "| mean |" in text
     assert "## Larger variants" in text and "-sz 24" in text
     assert "## Confusion matrix" in text and (tmp_path / "figures" / "accuracy_confusion.png").is_file()
     # a variant as the headline recipe: it opens the report, the base recipe follows
-    monkeypatch.setattr(accuracy, "HEADLINE", "wider")
+    monkeypatch.setattr(accuracy, "headline", lambda records: "wider")
     accuracy.write_report(tmp_path, "python -m bench.accuracy")
     text = (tmp_path / "accuracy.md").read_text()
     first, base = text.index("-sz 24"), text.index("-sz 16")
@@ -73,3 +74,21 @@ def test_a_small_study_trains_records_and_reports(tmp_path, monkeypatch):
     assert "## Larger variants" not in text  # the only variant is the headline
     monkeypatch.setattr(accuracy, "RECIPE", {**small, "epochs": 1})  # a changed recipe
     assert "recipe/0" not in accuracy.read_records(tmp_path / "accuracy.jsonl")  # retrains
+
+
+def test_the_headline_is_the_best_complete_candidate_by_validation(monkeypatch):
+    monkeypatch.setattr(accuracy, "SEEDS", (0, 1))
+    monkeypatch.setattr(accuracy, "ABLATIONS", {"no x": {"dropout": 0.0}, "+ y": {"sam": 0.05}})
+    monkeypatch.setattr(accuracy, "VARIANTS", {"wider": {"hidden_size": 1024}})
+
+    def records(scores):
+        return {f"{name}/{seed}": {"key": f"{name}/{seed}", "seed": seed, "val_accuracy": v}
+                for name, values in scores.items() for seed, v in enumerate(values)}
+
+    # a removal is never a candidate; a candidate needs every seed
+    assert accuracy.headline(records({"recipe": [0.90, 0.90], "no x": [0.99, 0.99],
+                                      "+ y": [0.92, 0.91], "wider": [0.95]})) == "+ y"
+    assert accuracy.headline(records({"recipe": [0.90, 0.90], "+ y": [0.88, 0.91],
+                                      "wider": [0.95, 0.90]})) == "wider"
+    assert accuracy.headline({}) == "recipe"
+    assert accuracy.candidates()["+ y"] == {**accuracy.RECIPE, "sam": 0.05}
