@@ -354,8 +354,9 @@ SEARCHES = [
      "local bayes, Optuna's TPE, with hyperband early termination, before mixup existed"),
     ("fashion_mnist_mixup",
      ("num_layers", "hidden_size", "dropout", "mixup", "label_smoothing", "lr"),
-     ("local bayes, Optuna's TPE, no early termination, around the mixup recipe; stopped "
-      "after 9 of its 16 runs, all still from TPE's random start-up, for the seeds of its best")),
+     ("local bayes, Optuna's TPE, no early termination, around the mixup recipe; runs 0-9 "
+      "from TPE's random start-up, 10-15 its own proposals; runs 0-8 were recorded before "
+      "a run's score became its kept epoch's, and are ranked here by that epoch")),
 ]
 
 
