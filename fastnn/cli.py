@@ -365,7 +365,7 @@ def cmd_train(args, out):
                       seed=rng, callbacks=callbacks, threads=args.threads,
                       clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
                       augment=config.augmentation(split.X_train.shape[1]), average=average,
-                      sam=config.sam or None)
+                      sam=config.sam)
         if prior:
             history = _history_from(prior, then=history)
     except KeyboardInterrupt:

@@ -206,7 +206,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                             batch_size=min(self.batch_size, X.shape[0]),
                             validation_data=validation, seed=seed, callbacks=callbacks,
                             augment=self._augment, average=self._average,
-                            sam=self.sam or None)
+                            sam=self.sam)
         self._seed_, self._epochs_done = seed, len(self.history_.epoch)
         return self
 
@@ -246,7 +246,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         history = fit(self.network_, self.optimizer_, X, self._encode(y), epochs=1,
                       batch_size=min(self.batch_size, X.shape[0]),
                       seed=self._seed_ + self._epochs_done, augment=self._augment,
-                      average=self._average, sam=self.sam or None)
+                      average=self._average, sam=self.sam)
         self._epochs_done += 1
         if first or not hasattr(self, "history_"):
             self.history_ = history

@@ -412,9 +412,13 @@ class LearningRateScheduler(Callback):
         logs["lr"] = self.optimizer.lr
 
 
+def _l2_norm(flat):
+    return math.sqrt(float(np.vdot(flat, flat)))
+
+
 def clip_gradients_(flat_grad, max_norm):
     """Scale ``flat_grad`` in place so its L2 norm is at most ``max_norm``; return the norm."""
-    norm = math.sqrt(float(np.vdot(flat_grad, flat_grad)))
+    norm = _l2_norm(flat_grad)
     if norm > max_norm:
         flat_grad *= max_norm / norm
     return norm
@@ -430,6 +434,7 @@ class _PythonStep:
         self.xb = np.empty((batch, net.n_features), dtype=net.dtype)
         self.yb = np.empty(batch, dtype=np.intp)
         self.draws = np.empty((batch, 3))  # augmentation: three uniform draws per row
+        self._mix = None  # the last batch's mixup weights, for again()
 
     def __call__(self, idx):
         m = idx.shape[0]
@@ -475,7 +480,6 @@ class _SharpnessAware:
         self.inner, self.net = inner, net
         self.rho = float(rho)
         self._saved = np.empty_like(net._flat)
-        self._shift = np.empty_like(net._flat)
         self._stats = np.empty_like(net._stats)
 
     def __call__(self, idx):
@@ -484,12 +488,12 @@ class _SharpnessAware:
         if not math.isfinite(loss):
             return loss, n_correct
         flat, grad = net._flat, net._flat_grad
-        norm = math.sqrt(float(np.vdot(grad, grad)))
+        norm = _l2_norm(grad)
         np.copyto(self._saved, flat)
         np.copyto(self._stats, net._stats)
-        if norm > 0:
-            np.multiply(grad, net.dtype.type(self.rho / norm), out=self._shift)
-            flat += self._shift
+        if norm > 0:  # flat = w + rho/|g| * g, w kept in _saved
+            np.multiply(grad, net.dtype.type(self.rho / norm), out=flat)
+            flat += self._saved
         perturbed_loss, _ = self.inner.again(idx)
         np.copyto(flat, self._saved)
         np.copyto(net._stats, self._stats)
@@ -643,5 +647,5 @@ def train_config(config, split, callbacks=(), threads=None, kernels=None):
                   seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],
                   threads=threads, clip_norm=config.clip_norm or None,
                   augment=config.augmentation(split.X_train.shape[1]),
-                  average=config.weight_average(), sam=config.sam or None)
+                  average=config.weight_average(), sam=config.sam)
     return net, opt, history
