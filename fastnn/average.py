@@ -11,15 +11,18 @@ changes instead of remembering the initial weights for ``1 / (1 - decay)``
 steps. Training itself runs on ``w``; validation, early stopping,
 keep-best, the end of :func:`fastnn.fit` and so the saved model use ``a``.
 
-Two kernels give the same result bit for bit: three in-place NumPy passes
-(the reference) and one fused loop (numba).
+An entry of the average whose magnitude falls below the dtype's smallest
+normal number is stored as zero (:mod:`fastnn._subnormal`: Intel cores are
+many times slower on subnormal floats). Two kernels give the same result
+bit for bit: in-place NumPy passes (the reference) and one fused loop
+(numba).
 """
 
 import contextlib
 
 import numpy as np
 
-from . import _checks, _jit
+from . import _checks, _jit, _subnormal
 from ._jit import fused
 
 
@@ -72,6 +75,8 @@ class WeightAverage:
             np.copyto(flat, self._trained)
         self._flat = flat
         self._saved = np.empty_like(flat)  # the raw weights while the average is swapped in
+        self._mask = np.empty(flat.shape, dtype=bool)  # scratch of the NumPy flush
+        self._tiny = _subnormal.tiny(flat.dtype)
         kernels = self.kernels if self.kernels is not None else net.kernels
         self._kernel = None
         if _jit.resolve(kernels) == "numba" and _jit.kernel_dtype(flat.dtype):
@@ -83,9 +88,9 @@ class WeightAverage:
         t = self.count
         rate = self._flat.dtype.type(1.0 - min(self.decay, (1.0 + t) / (10.0 + t)))
         if self._kernel is not None:
-            self._kernel(self.average, self._flat, rate)
+            self._kernel(self.average, self._flat, rate, self._tiny)
         else:
-            ema_(self.average, self._flat, rate, self._saved)
+            ema_(self.average, self._flat, rate, self._saved, self._mask)
 
     @contextlib.contextmanager
     def swapped_in(self):
@@ -121,15 +126,23 @@ class WeightAverage:
         return f"WeightAverage(decay={self.decay}, steps={self.count})"
 
 
-def ema_(average, flat, rate, scratch):
-    """``average += rate * (flat - average)`` in place (NumPy reference; ``scratch`` is overwritten)."""
+def ema_(average, flat, rate, scratch, mask):
+    """``average += rate * (flat - average)``, then flushed, in place (NumPy reference).
+
+    ``scratch`` (like ``average``) and ``mask`` (bool) are overwritten.
+    """
     np.subtract(flat, average, out=scratch)
     scratch *= rate
     average += scratch
+    _subnormal.flush_(average, scratch, mask)
 
 
-@fused("void(F[::1], F[::1], F)")
-def _ema_fused(average, flat, rate):
-    # ema_'s three passes in one
+@fused("void(F[::1], F[::1], F, F)")
+def _ema_fused(average, flat, rate, tiny):
+    # ema_'s passes in one
+    zero = tiny - tiny
     for i in range(average.size):
-        average[i] += (flat[i] - average[i]) * rate
+        ai = average[i] + (flat[i] - average[i]) * rate
+        if abs(ai) < tiny:  # flush to zero (fastnn._subnormal)
+            ai = zero
+        average[i] = ai

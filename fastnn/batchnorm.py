@@ -15,7 +15,9 @@ running statistics, updated after every training step as
     running_var  = (1 - MOMENTUM) * running_var  + MOMENTUM * var * n / (n - 1)
 
 (the unbiased batch variance; the same convention and constants as PyTorch's
-``BatchNorm1d``). gamma and beta are trainable parameters (gamma starts at 1,
+``BatchNorm1d``), entries below the dtype's smallest normal number flushed to
+zero (:mod:`fastnn._subnormal`: a unit whose input is always zero would
+otherwise decay its variance into the subnormal range). gamma and beta are trainable parameters (gamma starts at 1,
 beta at 0; no weight decay); the running statistics are not: they live in
 ``Network.running_stats`` and are saved in model files and checkpoints. A
 weight average (:mod:`fastnn.average`) averages gamma and beta with the other
@@ -40,6 +42,7 @@ import math
 
 import numpy as np
 
+from . import _subnormal
 from ._jit import fused
 
 EPS = 1e-5
@@ -65,11 +68,12 @@ class BatchNorm:
         self.running_mean = flat_stats[stats_offset:smid]
         self.running_var = flat_stats[smid:send]
         self.end, self.stats_end = end, send
-        self.zhat = self.mean = self.var = self.inv_std = self.tmp = None
+        self.zhat = self.mean = self.var = self.inv_std = self.tmp = self.mask = None
 
     def allocate(self, capacity, dtype):
         self.zhat = np.empty((capacity, self.units), dtype=dtype)
         self.mean, self.var, self.inv_std, self.tmp = np.empty((4, self.units), dtype=dtype)
+        self.mask = np.empty(self.units, dtype=bool)
 
     def reset(self):
         """gamma = 1, beta = 0; running mean 0 and variance 1."""
@@ -88,6 +92,8 @@ class BatchNorm:
         self.running_var *= keep
         np.multiply(self.var, MOMENTUM * n / (n - 1) if n > 1 else MOMENTUM, out=tmp)
         self.running_var += tmp
+        _subnormal.flush_(self.running_mean, tmp, self.mask)
+        _subnormal.flush_(self.running_var, tmp, self.mask)
 
 
 # ------------------------------------------------------------ NumPy reference

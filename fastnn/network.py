@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 
-from . import _blas, _checks, _jit, activations, batchnorm, losses, optimizers
+from . import _blas, _checks, _jit, _subnormal, activations, batchnorm, losses, optimizers
 from ._jit import call_c, fused
 from .activations import (
     _identity_backward_fused,
@@ -671,6 +671,7 @@ class CompiledStep:
         self._consts[:_F_INV_N] = (net._half, net._one, net._two_over_k, net._wd, net._drop_p,
                                    net._drop_scale, net._target_on, net._target_off)
         self._consts[_F_LAM] = 1  # no mixup: lam = 1, mu = 0
+        self._consts[_F_TINY] = _subnormal.tiny(net.dtype)  # optimizer state below it is flushed
         self._out = np.zeros(4)
         # the batch, then one row of scratch for mixup
         self._xb = np.empty((batch_size + 1) * net.n_features, dtype=net.dtype)
@@ -771,8 +772,8 @@ _UPDATE_KERNELS = (_sgd_fused, _momentum_fused, _rmsprop_fused, _adam_fused, _na
 (_C_ACT, _C_LOSS, _C_UPDATE, _C_DROP, _C_DECAY, _C_CAPACITY, _C_SHIFT, _C_FLIP, _C_HEIGHT,
  _C_WIDTH, _C_MIX) = range(11)
 (_F_HALF, _F_ONE, _F_TWO_OVER_K, _F_DECAY, _F_DROP_P, _F_DROP_SCALE, _F_ON, _F_OFF,
- _F_INV_N, _F_LAM, _F_MU) = range(11)
-_F_UPDATE = 11  # the optimizer's scalars follow (at most five)
+ _F_INV_N, _F_LAM, _F_MU, _F_TINY) = range(12)
+_F_UPDATE = 12  # the optimizer's scalars follow (at most five)
 _NO_UPDATE = -1
 
 
@@ -900,6 +901,7 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
 
     # backward, layer by layer from the top, each layer's update right after
     ups = consts[_F_UPDATE:]
+    tiny = consts[_F_TINY]
     for layer in range(n_layers - 1, -1, -1):
         n_in, n_out = sizes[layer], sizes[layer + 1]
         p_start -= n_in * n_out + n_out
@@ -937,15 +939,15 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
         if update == 0:
             _sgd_fused(w, g, ups[0])
         elif update == 1:
-            _momentum_fused(w, g, state0[p_start:end], ups[0], ups[1], ups[2] != zero)
+            _momentum_fused(w, g, state0[p_start:end], ups[0], ups[1], ups[2] != zero, tiny)
         elif update == 2:
-            _rmsprop_fused(w, g, state0[p_start:end], ups[0], ups[1], ups[2])
+            _rmsprop_fused(w, g, state0[p_start:end], ups[0], ups[1], ups[2], tiny)
         elif update == 3:
             _adam_fused(w, g, state0[p_start:end], state1[p_start:end], ups[0], ups[1], ups[2],
-                        ups[3])
+                        ups[3], tiny)
         else:
             _nadam_fused(w, g, state0[p_start:end], state1[p_start:end], ups[0], ups[1],
-                         ups[2], ups[3], ups[4])
+                         ups[2], ups[3], ups[4], tiny)
     out[2] = 1.0
 
 

@@ -20,6 +20,12 @@ below, beside each rule) that reads ``w``, ``g`` and the state once and
 writes ``w`` and the state once, with no scratch buffer. Both compute the
 same expressions in the same order; results agree to rounding.
 
+State never holds subnormal floats (:mod:`fastnn._subnormal`): in both
+kernel sets a new velocity or moment below the dtype's smallest normal
+number (1.18e-38 in float32) is stored as zero, because Intel cores run
+arithmetic on subnormals many times slower and a zero gradient makes a
+state decay into that range within a few hundred steps.
+
 Hyperparameter names are the same everywhere (code, config, CLI, W&B):
 ``lr``, ``momentum``, ``beta`` (RMSProp decay), ``beta1``, ``beta2``,
 ``eps``, ``momentum_decay`` (Nadam).
@@ -32,7 +38,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _checks, _jit, _threads
+from . import _checks, _jit, _subnormal, _threads
 from ._jit import fused
 from .errors import ConfigError
 
@@ -57,8 +63,10 @@ class Optimizer:
     ``_state_names``, ``_n_scratch`` and define
     ``_update(w, g, *state, *scratch)``, an element-wise in-place update
     (NumPy kernels), plus ``_begin_step(t)`` for per-step scalars. For the
-    numba kernels they set ``_fused`` (a loop ``(w, g, *state, *scalars)``)
-    and ``_fused_scalars()``.
+    numba kernels they set ``_fused`` (a loop ``(w, g, *state, *scalars)``,
+    then ``tiny`` when there is state) and ``_fused_scalars()``. The NumPy
+    ``_update`` of an optimizer with state gets a bool ``mask`` after its
+    scratch buffers, for :func:`fastnn._subnormal.flush_`.
     """
 
     name = "optimizer"
@@ -113,6 +121,8 @@ class Optimizer:
             if unsupported:
                 chosen = "numpy"
         self.kernels = chosen
+        # the smallest normal number of each target's dtype: state below it is flushed
+        self._tiny = [_subnormal.tiny(w.dtype) for w in self._targets]
         if chosen == "numba":
             self._compiled = [_jit.compiled(self._fused, _jit.kernel_dtype(w.dtype))
                               for w in self._targets]
@@ -121,9 +131,11 @@ class Optimizer:
                              for i, w in enumerate(self._targets)]
         else:
             self._compiled = None
+            masks = 1 if self._state_names else 0  # a bool scratch for the flush
             self._buffers = [
                 ([self.state[name][i] for name in self._state_names],
-                 [np.empty_like(w) for _ in range(self._n_scratch)])
+                 [np.empty_like(w) for _ in range(self._n_scratch)]
+                 + [np.empty(w.shape, dtype=bool) for _ in range(masks)])
                 for i, w in enumerate(self._targets)
             ]
         return self
@@ -144,13 +156,15 @@ class Optimizer:
         self._begin_step(self.t)
         if self._compiled is not None:
             scalars = self._fused_scalars()
-            for (_, g), (arrays, _), kernel in zip(pairs, self._buffers, self._compiled):
+            for (_, g), (arrays, _), kernel, tiny in zip(pairs, self._buffers, self._compiled,
+                                                         self._tiny):
                 g = np.ascontiguousarray(g.reshape(-1))
                 w, *state = arrays
+                last = (*scalars, tiny) if state else scalars
                 if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
-                    self._parallel(kernel, (w, g, *state), scalars)
+                    self._parallel(kernel, (w, g, *state), last)
                 else:
-                    kernel(w, g, *state, *scalars)
+                    kernel(w, g, *state, *last)
             return
         for (w, g), (state, scratch) in zip(pairs, self._buffers):
             if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
@@ -267,9 +281,10 @@ class Momentum(Optimizer):
     }
     _state_names = ("u",)
 
-    def _update(self, w, g, u, scratch):
+    def _update(self, w, g, u, scratch, mask):
         u *= self.momentum
         u += g
+        _subnormal.flush_(u, scratch, mask)
         if self.nesterov:
             np.multiply(u, self.momentum, out=scratch)
             scratch += g
@@ -279,10 +294,13 @@ class Momentum(Optimizer):
         w -= scratch
 
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F, F, boolean)")
-    def _fused(w, g, u, momentum, lr, nesterov):
+    @fused("void(F[::1], F[::1], F[::1], F, F, boolean, F)")
+    def _fused(w, g, u, momentum, lr, nesterov, tiny):
+        zero = tiny - tiny
         for i in range(w.size):
             ui = u[i] * momentum + g[i]
+            if abs(ui) < tiny:  # flush to zero (fastnn._subnormal)
+                ui = zero
             u[i] = ui
             if nesterov:
                 w[i] -= (ui * momentum + g[i]) * lr
@@ -329,11 +347,12 @@ class RMSProp(Optimizer):
     }
     _state_names = ("v",)
 
-    def _update(self, w, g, v, scratch):
+    def _update(self, w, g, v, scratch, mask):
         np.multiply(g, g, out=scratch)
         scratch -= v
         scratch *= 1.0 - self.beta
         v += scratch  # v = beta*v + (1-beta)*g^2
+        _subnormal.flush_(v, scratch, mask)
         np.sqrt(v, out=scratch)
         scratch += self.eps
         np.divide(g, scratch, out=scratch)
@@ -341,11 +360,14 @@ class RMSProp(Optimizer):
         w -= scratch
 
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F, F, F)")
-    def _fused(w, g, v, one_minus_beta, eps, lr):
+    @fused("void(F[::1], F[::1], F[::1], F, F, F, F)")
+    def _fused(w, g, v, one_minus_beta, eps, lr, tiny):
+        zero = tiny - tiny
         for i in range(w.size):
             gi = g[i]
             vi = v[i] + (gi * gi - v[i]) * one_minus_beta
+            if abs(vi) < tiny:  # flush to zero (fastnn._subnormal)
+                vi = zero
             v[i] = vi
             w[i] -= gi / (np.sqrt(vi) + eps) * lr
 
@@ -384,31 +406,38 @@ class Adam(Optimizer):
         self._bc1 = 1.0 - self.beta1 ** t
         self._sqrt_bc2 = math.sqrt(1.0 - self.beta2 ** t)
 
-    def _moments(self, g, m, v, scratch):
-        """Update m and v in place; leave sqrt(v) + eps*sqrt(bc2) in ``scratch``."""
+    def _moments(self, g, m, v, scratch, mask):
+        """Update (and flush) m and v in place; leave sqrt(v) + eps*sqrt(bc2) in ``scratch``."""
         np.subtract(g, m, out=scratch)
         scratch *= 1.0 - self.beta1
         m += scratch  # m = beta1*m + (1-beta1)*g
+        _subnormal.flush_(m, scratch, mask)
         np.multiply(g, g, out=scratch)
         scratch -= v
         scratch *= 1.0 - self.beta2
         v += scratch  # v = beta2*v + (1-beta2)*g^2
+        _subnormal.flush_(v, scratch, mask)
         np.sqrt(v, out=scratch)
         scratch += self.eps * self._sqrt_bc2
 
-    def _update(self, w, g, m, v, scratch):
-        self._moments(g, m, v, scratch)
+    def _update(self, w, g, m, v, scratch, mask):
+        self._moments(g, m, v, scratch, mask)
         np.divide(m, scratch, out=scratch)
         scratch *= self.lr * self._sqrt_bc2 / self._bc1
         w -= scratch
 
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F)")
-    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, step):
+    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F)")
+    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, step, tiny):
+        zero = tiny - tiny
         for i in range(w.size):
             gi = g[i]
             mi = m[i] + (gi - m[i]) * one_minus_beta1
             vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+            if abs(mi) < tiny:  # flush to zero (fastnn._subnormal)
+                mi = zero
+            if abs(vi) < tiny:
+                vi = zero
             m[i] = mi
             v[i] = vi
             w[i] -= mi / (np.sqrt(vi) + eps_scaled) * step
@@ -460,8 +489,8 @@ class Nadam(Adam):
     def _restore_extra(self):
         self._mu_product = math.prod(self._mu(i) for i in range(1, self.t + 1))
 
-    def _update(self, w, g, m, v, scratch, extra):
-        self._moments(g, m, v, scratch)
+    def _update(self, w, g, m, v, scratch, extra, mask):
+        self._moments(g, m, v, scratch, mask)
         # w -= (coef_m * m + coef_g * g) / denom, as two passes into w.
         np.divide(m, scratch, out=extra)
         extra *= self._coef_m
@@ -471,12 +500,17 @@ class Nadam(Adam):
         w -= extra
 
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F)")
-    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, coef_m, coef_g):
+    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F, F)")
+    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, coef_m, coef_g, tiny):
+        zero = tiny - tiny
         for i in range(w.size):
             gi = g[i]
             mi = m[i] + (gi - m[i]) * one_minus_beta1
             vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+            if abs(mi) < tiny:  # flush to zero (fastnn._subnormal)
+                mi = zero
+            if abs(vi) < tiny:
+                vi = zero
             m[i] = mi
             v[i] = vi
             denom = np.sqrt(vi) + eps_scaled

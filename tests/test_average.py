@@ -19,11 +19,15 @@ def test_fused_kernel_matches_the_numpy_reference_bit_for_bit(dtype):
     rng = np.random.default_rng(0)
     average = rng.standard_normal(1003).astype(dtype)
     flat = rng.standard_normal(1003).astype(dtype)
+    average[::7] = np.finfo(dtype).tiny * 1.5  # some entries cross into the subnormal range
+    flat[::7] = 0
     expected = average.copy()
-    ema_(expected, flat, dtype(0.013), np.empty_like(flat))
-    _jit.compiled(_ema_fused, np.dtype(dtype).name)(average, flat, dtype(0.013))
+    ema_(expected, flat, dtype(0.5), np.empty_like(flat), np.empty(flat.shape, dtype=bool))
+    tiny = dtype(np.finfo(dtype).tiny)
+    _jit.compiled(_ema_fused, np.dtype(dtype).name)(average, flat, dtype(0.5), tiny)
     np.testing.assert_array_equal(average, expected)
     assert average.dtype == dtype
+    assert np.all(average[::7] == 0)  # 0.75 tiny: flushed
 
 
 @pytest.mark.parametrize("decay", [0, 1, -0.5, 1.5, "0.9", float("nan")])
