@@ -1,6 +1,9 @@
-"""Shared helpers of the benchmarks: networks, data, FLOP counts, BLAS info."""
+"""Shared helpers of the benchmarks: networks, data, aged optimizer state, FLOP counts, machine."""
 
 import itertools
+import os
+import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -10,6 +13,15 @@ BATCH_SIZES = (16, 32, 64, 128, 256, 1024)
 WIDTHS = (32, 64, 128, 512, 1024)
 DEPTH = 3  # hidden layers, as in the 784-128-128-128-10 reference network
 N_FEATURES, N_CLASSES = 784, 10
+# Steady state: the optimizer state after AGE_STEPS updates in which a
+# growing share of the gradient is exactly zero (pixels that are zero in
+# every image, units that stop firing). The entries stop during the first
+# DYING_STEPS updates, so at the end they have gone 700-1,000 updates
+# without a gradient: with a factor 0.9 a step that is where an unflushed
+# float32 state passes through the subnormal range (below 1.18e-38).
+AGE_STEPS = 1000
+DYING_STEPS = 300
+DEAD_SHARE = 2 / 3  # the issue that found the slowdown saw 67-95% of Adam's m subnormal
 
 
 def layer_sizes(width, depth=DEPTH):
@@ -36,6 +48,45 @@ def make_net(width, optimizer="adam", seed=0, dtype="float32", threads=None, ker
     return net, opt
 
 
+def age_state(net, opt, steps=AGE_STEPS, dead_share=DEAD_SHARE, seed=0):
+    """Age ``opt``'s state as ``steps`` updates with partly zero gradients do; keep the weights.
+
+    Three updates with a gradient of size 1e-3 everywhere, then ``steps``
+    more in which a ``dead_share`` of the entries, one after another over the
+    first :data:`DYING_STEPS`, get exactly zero: from then on their state
+    decays by its factor (beta1, momentum, ...) at every update. The
+    optimizer's own kernels run the updates, so the state ends as the
+    engine leaves it (flushed or not). The parameters are put back
+    afterwards, so the benchmark's network is the one it built;
+    ``net.grads`` is left holding the last gradient (the dead share zero),
+    for benchmarks of the update.
+    """
+    rng = np.random.default_rng(seed)
+    saved = net.params.flat.copy()
+    grads = net.grads.flat
+    grads[:] = rng.standard_normal(grads.size).astype(grads.dtype) * grads.dtype.type(1e-3)
+    dying = rng.permutation(grads.size)[:int(dead_share * grads.size)]
+    bounds = np.linspace(0, dying.size, min(DYING_STEPS, steps) + 1).astype(int)
+    if opt.state:  # nothing to age for plain SGD
+        for _ in range(3):
+            opt.step(net.grads)
+        for k in range(steps):
+            if k + 1 < bounds.size:
+                grads[dying[bounds[k]:bounds[k + 1]]] = 0
+            opt.step(net.grads)
+    grads[dying] = 0
+    net.params.flat[:] = saved
+
+
+def subnormal_share(opt):
+    """The share of the optimizer's state entries that are subnormal (0 when flushed)."""
+    arrays = [a for arrays in opt.state.values() for a in arrays]
+    total = sum(a.size for a in arrays)
+    bad = sum(int(np.count_nonzero((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)))
+              for a in arrays)
+    return bad / total if total else 0.0
+
+
 def step_flops(sizes, batch):
     """Floating-point operations of the matrix products of one training step.
 
@@ -50,6 +101,32 @@ def forward_flops(sizes, batch):
     return 2 * batch * sum(a * b for a, b in itertools.pairwise(sizes))
 
 
+def cpu_info():
+    """(vendor, model) of the CPU, e.g. ('GenuineIntel', 'Intel(R) Xeon(R) Processor')."""
+    vendor, model = "unknown", platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "vendor_id" and vendor == "unknown":
+                vendor = value.strip()
+            elif key.strip() == "model name":
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    return vendor, model
+
+
+def machine_line():
+    """One line naming the CPU (vendor and model), the BLAS and its kernel, and the OpenBLAS env."""
+    vendor, model = cpu_info()
+    lib, arch, threads = blas_info()
+    env = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+           if v in os.environ]
+    return (f"{model} ({vendor}), {lib} {arch} kernel, {threads} BLAS threads, OpenBLAS env "
+            + (", ".join(env) if env else "unset"))
+
+
 def blas_info():
     """(library, kernel architecture, threads) as threadpoolctl reports them."""
     try:
@@ -60,3 +137,15 @@ def blas_info():
         if pool.get("user_api") == "blas":
             return (pool.get("internal_api"), pool.get("architecture"), pool.get("num_threads"))
     return ("none", "none", 0)
+
+
+def machine_name():
+    """A short asv machine name: CPU vendor and model, BLAS kernel, CPUs."""
+    vendor, model = cpu_info()
+    words = [vendor.replace("Genuine", "").replace("Authentic", ""), model, blas_info()[1],
+             f"{os.cpu_count()}cpu"]
+    return "-".join("".join(c if c.isalnum() else "_" for c in w).strip("_") for w in words)
+
+
+if __name__ == "__main__":
+    print(machine_name())

@@ -19,7 +19,13 @@ measured at its best of a ``jax.jit`` train step (batches gathered by
 NumPy) and a whole epoch compiled with ``lax.scan`` (gather, forward,
 backward and the optax update in one XLA program; the scan covers the
 full batches, the samples/s count what it trained). Each figure is the
-median over rounds of samples per second of a shuffled pass over the data.
+median over rounds of samples per second of a shuffled pass over the data,
+in the steady state: every system first trains untimed passes until it has
+taken at least ``--warmup-steps`` (default 1,000) steps, so that optimizer
+state has aged as it does in real training (on Intel CPUs subnormal floats
+in an aged state once made fastnn 3-5x slower after a few hundred steps).
+The samples/s of each of the first five epochs of 3x128 at batch 16 and
+3x1024 at batch 64 are reported too, so that a slowdown over time shows.
 """
 
 import argparse
@@ -27,6 +33,7 @@ import functools
 import gc
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -39,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 import fastnn
-from bench.common import blas_info, layer_sizes, step_flops
+from bench.common import age_state, blas_info, cpu_info, layer_sizes, step_flops
 from bench.textbook import TextbookMLP
 from fastnn import _threads
 from fastnn._atomic import atomic_open, atomic_write_bytes
@@ -214,16 +221,18 @@ def jax_runners(jax_mods, width, batch, X, y):
     return {"jax jit step": run_step, "jax scan epoch": run_scan}
 
 
-def measure(systems, n_samples, rounds):
+def measure(systems, n_samples, rounds, warmup=1):
     """Interleave the systems round by round; return median samples/s each.
 
     A system returns seconds per pass over ``n_samples``, or (seconds,
-    samples trained).
+    samples trained). Each first runs ``warmup`` untimed passes (compilation
+    and the aging of its optimizer state).
     """
     rates = {}
-    for name, run in systems.items():  # warm-up pass (and compilation), not timed
+    for name, run in systems.items():  # warm-up passes (and compilation), not timed
         try:
-            run()
+            for _ in range(warmup):
+                run()
             rates[name] = []
         except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
             if name.startswith("fastnn") or name == "textbook":
@@ -235,6 +244,26 @@ def measure(systems, n_samples, rounds):
             seconds, samples = got if isinstance(got, tuple) else (got, n_samples)
             rs.append(samples / seconds)
     return {name: statistics.median(rs) for name, rs in rates.items()}
+
+
+def warmup_passes(n_samples, batch, steps):
+    """Passes over ``n_samples`` that take at least ``steps`` steps of ``batch`` (at least one)."""
+    return max(1, math.ceil(steps / math.ceil(n_samples / batch)))
+
+
+def by_epoch(systems, n_samples, epochs):
+    """Samples/s of each of the first ``epochs`` passes, interleaved pass by pass.
+
+    Nothing runs before the first pass (compilation that happens inside a
+    pass counts in it: JAX compiles in its first).
+    """
+    rates = {name: [] for name in systems}
+    for _ in range(epochs):
+        for name, run in systems.items():
+            got = run()
+            seconds, samples = got if isinstance(got, tuple) else (got, n_samples)
+            rates[name].append(samples / seconds)
+    return rates
 
 
 # ------------------------------------------------------------ side figures
@@ -279,6 +308,7 @@ def step_vs_products(width, batch, kernels):
     repeat = max(3, 20000 // batch)
     with blas_threads(threads):
         step()
+        age_state(net, opt)  # the steady state's optimizer state
         products()
         t_step = t_prod = float("inf")
         for _ in range(5):  # interleaved, best of 5
@@ -412,18 +442,12 @@ def default_train_wall(data_dir, kernels):
 
 # ------------------------------------------------------------------ report
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    vendor, cpu = cpu_info()
     lib, arch, threads = blas_info()
     unset = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v not in os.environ]
     return {
-        "cpu": cpu, "cpus": _threads.available_cpus(), "python": platform.python_version(),
+        "cpu": cpu, "vendor": vendor, "cpus": _threads.available_cpus(),
+        "python": platform.python_version(),
         "numpy": np.__version__, "blas": lib, "blas_kernel": arch, "blas_threads": threads,
         "openblas_env": ("unset" if len(unset) == 2 else
                          ", ".join(f"{v}={os.environ.get(v)}" for v in
@@ -461,13 +485,16 @@ def write_report(results, out_dir, command):
         "",
         f"Reproduce: `{command}`",
         "",
-        (f"Machine: {m['cpu']}, {m['cpus']} CPUs; Python {m['python']}, NumPy {m['numpy']}, "
+        (f"Machine: {m['cpu']} ({m.get('vendor', 'vendor not recorded')}), {m['cpus']} CPUs; "
+         f"Python {m['python']}, NumPy {m['numpy']}, "
          f"{m['blas']} with the `{m['blas_kernel']}` kernel (threadpoolctl), OpenBLAS "
          f"environment variables {m['openblas_env']}; numba {results.get('numba') or 'not installed'}, "
          f"PyTorch {results.get('torch') or 'not installed'}, JAX {results.get('jax') or 'not installed'}. "
          f"Data: {results['data']}. Float32, softmax cross-entropy, median samples/s of "
          f"{results['rounds']} interleaved shuffled passes over {results['n_samples']:,} images "
-         f"(3x1024: over the first {results['n_wide']:,}), after one warm-up pass. fastnn runs "
+         f"(3x1024: over the first {results['n_wide']:,}), in the steady state: after untimed "
+         f"passes that train at least {results.get('warmup_steps', 0):,} steps (at least one "
+         "pass), so that the optimizer state has aged. fastnn runs "
          "as `fastnn.fit` runs it, once with each kernel set: with numba the step is compiled "
          "whole and BLAS gets both threads; the NumPy kernels run the Python step, on one BLAS "
          f"thread below {fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in the largest "
@@ -478,6 +505,27 @@ def write_report(results, out_dir, command):
          f"(dgemm, what the textbook baseline runs on): {results['peak64'][1]:.0f} and "
          f"{results['peak64'][2]:.0f}. This machine is shared and noisy: compare within one run."),
         "",
+    ]
+    if results.get("by_epoch"):
+        lines += [
+            "## Samples/s by epoch: does it slow down as training goes on?",
+            "",
+            (f"Full passes over the {results['n_samples']:,} images, Adam, timed one by one from "
+             "the first (nothing before it; JAX compiles inside its first epoch), the "
+             "systems interleaved epoch by epoch."),
+            "",
+            "| network, batch | system | " + " | ".join(
+                f"epoch {i + 1}" for i in range(len(results["by_epoch"][0]["rates"]
+                                                    ["fastnn numba"]))) + " | last / first |",
+            "|---|---|" + "---|" * (len(results["by_epoch"][0]["rates"]["fastnn numba"]) + 1),
+        ]
+        for row in results["by_epoch"]:
+            for name, rates in row["rates"].items():
+                lines.append(f"| 3x{row['width']}, {row['batch']} | {name} | "
+                             + " | ".join(_fmt(r) for r in rates)
+                             + f" | {rates[-1] / rates[0]:.2f} |")
+        lines.append("")
+    lines += [
         "## 784-128-128-128-10, Adam",
         "",
         ("| batch | fastnn numba | fastnn numpy | textbook NumPy | PyTorch best | JAX best "
@@ -544,7 +592,8 @@ def write_report(results, out_dir, command):
             "",
             f"## Optimizer updates on {rows[0]['n_params']:,} float32 parameters",
             "",
-            (f"Seconds per update of one flat vector, best of 5. The bound is the bytes one "
+            (f"Seconds per update of one flat vector (a fresh state: the pytest-benchmark "
+             f"suite times aged ones), best of 5. The bound is the bytes one "
              f"pass must read and write (sgd 3 arrays, momentum/nag/rmsprop 5, adam/nadam 7) "
              f"over the bandwidth of a plain copy of the same size "
              f"({upd['bandwidth'] / 1e9:.1f} GB/s read + write)."),
@@ -661,6 +710,10 @@ def main(argv=None):
     parser.add_argument("--wide-samples", type=int, default=8192,
                         help="images per pass for the 3x1024 network")
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256, 1024])
+    parser.add_argument("--warmup-steps", type=int, default=1000,
+                        help="untimed steps each system trains before the timed passes")
+    parser.add_argument("--epochs-shown", type=int, default=5,
+                        help="epochs timed one by one for the samples/s-by-epoch table")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-default-run", action="store_true")
@@ -688,7 +741,7 @@ def main(argv=None):
     import numba
 
     results = {"command": command, "machine": machine(), "data": source,
-               "rounds": args.rounds,
+               "rounds": args.rounds, "warmup_steps": args.warmup_steps,
                "n_samples": len(X), "n_wide": min(args.wide_samples, len(X)),
                "numba": numba.__version__,
                "torch": getattr(torch, "__version__", None),
@@ -707,7 +760,8 @@ def main(argv=None):
                                           X_t[:len(Xs)], y_t[:len(Xs)]))
         if jax_mods is not None and with_jax:
             systems.update(jax_runners(jax_mods, width, batch, Xs, ys))
-        rates = measure(systems, len(Xs), args.rounds)
+        rates = measure(systems, len(Xs), args.rounds,
+                        warmup_passes(len(Xs), batch, args.warmup_steps))
         row = {"batch": batch, "width": width, "optimizer": optimizer, "all": rates,
                "fastnn": rates["fastnn numba"], "fastnn_numpy": rates["fastnn numpy"],
                "textbook": rates.get("textbook")}
@@ -715,6 +769,16 @@ def main(argv=None):
         print(json.dumps(row, default=str), flush=True)
         return row
 
+    results["by_epoch"] = []
+    for width, batch in ((128, 16), (1024, 64)):
+        systems = {f"fastnn {k}": fastnn_runner(width, batch, "adam", X, y, kernels=k)
+                   for k in KERNEL_SETS}
+        if jax_mods is not None:
+            systems["jax scan epoch"] = jax_runners(jax_mods, width, batch, X, y)["jax scan epoch"]
+        row = {"width": width, "batch": batch, "rates": by_epoch(systems, len(X),
+                                                                 args.epochs_shown)}
+        print(json.dumps(row), flush=True)
+        results["by_epoch"].append(row)
     for batch in args.batches:
         results["adam"].append(compare(128, batch, "adam", X, y))
     n_wide = results["n_wide"]

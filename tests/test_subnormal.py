@@ -74,7 +74,7 @@ def test_optimizer_state_never_holds_a_subnormal(optimizer, kernels, dtype):
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_adam_with_its_default_betas_never_holds_a_subnormal(kernels):
     # m decays by beta1 = 0.9 a step: below 1.18e-38 after about 800 steps
-    net, opt, worst = _age("adam", kernels, "float32", 1000)
+    _, opt, worst = _age("adam", kernels, "float32", 1000)
     assert worst == 0
     assert not np.any(opt.state["m"][0][:N_ZEROED * 6])
 
