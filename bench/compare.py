@@ -496,7 +496,9 @@ def write_report(results, out_dir, command):
          f"passes that train at least {results.get('warmup_steps', 0):,} steps (at least one "
          "pass), so that the optimizer state has aged. fastnn runs "
          "as `fastnn.fit` runs it, once with each kernel set: with numba the step is compiled "
-         "whole and BLAS gets both threads; the NumPy kernels run the Python step, on one BLAS "
+         "whole, on both BLAS threads (with OpenBLAS's SkylakeX kernel on one below "
+         f"{fastnn.train.COMPILED_SINGLE_THREAD_MACS['skylakex']:,} multiply-adds in the largest "
+         "product); the NumPy kernels run the Python step, on one BLAS "
          f"thread below {fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in the largest "
          "product, else all. PyTorch is the fastest "
          "of 1 and 2 threads and of its default and fused optimizer per row; JAX the faster of "
@@ -714,6 +716,9 @@ def main(argv=None):
                         help="untimed steps each system trains before the timed passes")
     parser.add_argument("--epochs-shown", type=int, default=5,
                         help="epochs timed one by one for the samples/s-by-epoch table")
+    parser.add_argument("--by-epoch-only", action="store_true",
+                        help="only time the epochs one by one; print them, write no report "
+                             "(to compare revisions: run it in a checkout of each)")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-default-run", action="store_true")
@@ -779,6 +784,12 @@ def main(argv=None):
                                                                  args.epochs_shown)}
         print(json.dumps(row), flush=True)
         results["by_epoch"].append(row)
+    if args.by_epoch_only:
+        for row in results["by_epoch"]:
+            for name, rates in row["rates"].items():
+                print(f"3x{row['width']} batch {row['batch']}, {name}: "
+                      + ", ".join(_fmt(r) for r in rates))
+        return
     for batch in args.batches:
         results["adam"].append(compare(128, batch, "adam", X, y))
     n_wide = results["n_wide"]

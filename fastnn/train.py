@@ -1,6 +1,7 @@
 """The training loop: shuffled mini-batches, callbacks, a History."""
 
 import contextlib
+import functools
 import math
 import time
 
@@ -18,12 +19,42 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "time")
 # 2-core development machine (bench/compare.py --threads-sweep), where the
 # cross-over lay between 1.6M and 3.2M for every width from 32 to 1024.
 SINGLE_THREAD_MACS = 2_500_000
+# The same threshold for the compiled step, by the OpenBLAS kernel
+# threadpoolctl reports (lower case); kernels not listed give the compiled
+# step the whole budget. With no Python between its products two threads pay
+# off even at batch 16 with the Haswell kernel on AMD EPYC; with the SkylakeX
+# kernel on an Intel Xeon one thread was faster up to 3x128 at batch 128
+# (two threads: 0.84x at 1.6M multiply-adds, 0.80x at 6.4M, 0.95x at 12.8M,
+# 1.19x at 25.7M; measured with Fashion-MNIST and Adam, 2 cores).
+COMPILED_SINGLE_THREAD_MACS = {"skylakex": 20_000_000}
+
+
+def _largest_product(net, batch_size):
+    return batch_size * max(layer.n_in * layer.n_out for layer in net.layers)
 
 
 def blas_threads_for(net, batch_size, budget):
-    """BLAS threads for training ``net`` at ``batch_size`` within ``budget``."""
-    macs = batch_size * max(layer.n_in * layer.n_out for layer in net.layers)
-    return 1 if macs < SINGLE_THREAD_MACS else budget
+    """BLAS threads for training ``net`` at ``batch_size`` within ``budget`` (Python step)."""
+    return 1 if _largest_product(net, batch_size) < SINGLE_THREAD_MACS else budget
+
+
+@functools.cache
+def blas_kernel():
+    """The kernel architecture of NumPy's BLAS as threadpoolctl reports it, lower case ('' if unknown)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return ""
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            return str(pool.get("architecture") or "").lower()
+    return ""
+
+
+def compiled_blas_threads_for(net, batch_size, budget):
+    """BLAS threads for the compiled step (:data:`COMPILED_SINGLE_THREAD_MACS`)."""
+    limit = COMPILED_SINGLE_THREAD_MACS.get(blas_kernel(), 0)
+    return 1 if _largest_product(net, batch_size) < limit else budget
 
 
 @contextlib.contextmanager
@@ -507,15 +538,16 @@ def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, thre
     """The step ``fit`` runs (compiled with numba, else Python) and its BLAS threads.
 
     The compiled step runs its products back to back, so BLAS keeps its
-    threads busy and two pay off even at batch 16 (measured,
-    bench/compare.py): it gets the whole budget. The Python step, with gaps
+    threads busy and two pay off even at batch 16 with OpenBLAS's Haswell
+    kernel (measured, bench/compare.py), though not with its SkylakeX one:
+    it follows :func:`compiled_blas_threads_for`. The Python step, with gaps
     between its products, follows :func:`blas_threads_for`.
     """
     compiled = net.compiled_step(optimizer, X, y, batch, update=not (clip_norm or sam),
                                  augment=augment, rng=rng)
     budget = _threads.resolve(threads)
     if compiled is not None:
-        step, n_threads = compiled, budget
+        step, n_threads = compiled, compiled_blas_threads_for(net, batch, budget)
     else:
         step = _PythonStep(net, X, y, batch, augment, rng)
         n_threads = blas_threads_for(net, batch, budget)

@@ -190,3 +190,21 @@ def test_numpys_blas_is_found_and_gives_numpys_products(dtype):
     func(_blas.ROW_MAJOR, _blas.NO_TRANS, _blas.NO_TRANS, 9, 5, 7, 1.0, a.ctypes.data, 7,
          b.ctypes.data, 5, 0.0, c.ctypes.data, 5)
     np.testing.assert_array_equal(c, np.dot(a, b))
+
+
+@pytest.mark.parametrize(("kernel", "batch", "expected"), [
+    ("skylakex", 16, 1), ("skylakex", 128, 1), ("skylakex", 1024, 2),
+    ("haswell", 16, 2), ("", 16, 2)])
+def test_compiled_step_blas_threads_follow_the_blas_kernel(monkeypatch, kernel, batch, expected):
+    # one BLAS thread was faster with the SkylakeX kernel below 20M multiply-adds
+    monkeypatch.setattr(fastnn.train, "blas_kernel", lambda: kernel)
+    X, y = _data(n=1024, features=784, classes=10)
+    net = fastnn.Network([784, 128, 128, 128, 10], kernels="numba")
+    opt = optimizers.get("adam", net.params, kernels="numba")
+    _, threads = fastnn.train.make_step(net, opt, X, y, batch, threads=2)
+    assert threads == expected
+
+
+def test_the_blas_kernel_is_named():
+    name = fastnn.train.blas_kernel()
+    assert isinstance(name, str) and name == name.lower()
