@@ -139,13 +139,12 @@ def blas_info():
     return ("none", "none", 0)
 
 
-def machine_name():
-    """A short asv machine name: CPU vendor and model, BLAS kernel, CPUs."""
+def cpu_field():
+    """What asv records as the machine's CPU: model, vendor and BLAS kernel."""
     vendor, model = cpu_info()
-    words = [vendor.replace("Genuine", "").replace("Authentic", ""), model, blas_info()[1],
-             f"{os.cpu_count()}cpu"]
-    return "-".join("".join(c if c.isalnum() else "_" for c in w).strip("_") for w in words)
+    lib, arch, _ = blas_info()
+    return f"{model} ({vendor}), {lib} {arch} kernel"
 
 
 if __name__ == "__main__":
-    print(machine_name())
+    print(cpu_field())

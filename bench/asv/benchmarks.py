@@ -12,8 +12,8 @@ The training step and the optimizer updates run in the steady state: their
 optimizer state is aged in ``setup`` (``bench.common.age_state``: 1,000
 updates in which two thirds of the gradient turns zero), as a few epochs of
 training leave it; a fresh state hides what subnormal floats cost on Intel
-CPUs. Name the asv machine after the CPU and the BLAS kernel (the README's
-``asv machine --machine "$(python -m bench.common)"``), so that every
+CPUs. Record the CPU with its BLAS kernel in the asv machine file (the
+README's ``asv machine --cpu "$(python -m bench.common)"``), so that every
 result says where it was measured.
 """
 
