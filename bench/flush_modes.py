@@ -8,7 +8,7 @@ first moment ``m`` there is subnormal (as after some hundred steps of
 decay), four ways:
 
 - ``no flush``: the loop as it was before fastnn flushed (state stays subnormal);
-- ``select``: fastnn's loop, ``if abs(x) < tiny: x = 0`` on m and v;
+- ``select``: fastnn's own loop (``Adam._fused``), ``if abs(x) < tiny: x = 0`` on m and v;
 - ``FTZ+DAZ``: the loop without the select, run with the CPU's flush-to-zero
   and denormals-are-zero bits set in MXCSR for its duration (x86 only);
 - ``normal state``: the loop without the select on a state with no subnormal
@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from bench.common import machine_line
+from fastnn import _jit, optimizers
 
 
 def _kernels():
@@ -56,10 +57,9 @@ def _kernels():
             return context.get_dummy_value()
         return types.void(types.uint32), codegen
 
-    sig = "void(f4[::1], f4[::1], f4[::1], f4[::1], f4, f4, f4, f4, {})"
-
-    @njit(sig.format("f4"), error_model="numpy")
+    @njit("void(f4[::1], f4[::1], f4[::1], f4[::1], f4, f4, f4, f4, f4)", error_model="numpy")
     def plain(w, g, m, v, c1, c2, eps, step, unused):
+        # Adam's fused loop as it was before fastnn flushed (revision 425e0b8)
         for i in range(w.size):
             gi = g[i]
             mi = m[i] + (gi - m[i]) * c1
@@ -68,34 +68,15 @@ def _kernels():
             v[i] = vi
             w[i] -= mi / (np.sqrt(vi) + eps) * step
 
-    @njit(sig.format("f4"), error_model="numpy")
-    def select(w, g, m, v, c1, c2, eps, step, tiny):
-        zero = tiny - tiny
-        for i in range(w.size):
-            gi = g[i]
-            mi = m[i] + (gi - m[i]) * c1
-            vi = v[i] + (gi * gi - v[i]) * c2
-            if abs(mi) < tiny:
-                mi = zero
-            if abs(vi) < tiny:
-                vi = zero
-            m[i] = mi
-            v[i] = vi
-            w[i] -= mi / (np.sqrt(vi) + eps) * step
-
-    @njit(sig.format("u4"), error_model="numpy")
+    @njit("void(f4[::1], f4[::1], f4[::1], f4[::1], f4, f4, f4, f4, u4)", error_model="numpy")
     def ftz_daz(w, g, m, v, c1, c2, eps, step, bits):
         old = get_mxcsr()
         set_mxcsr(old | bits)
-        for i in range(w.size):
-            gi = g[i]
-            mi = m[i] + (gi - m[i]) * c1
-            vi = v[i] + (gi * gi - v[i]) * c2
-            m[i] = mi
-            v[i] = vi
-            w[i] -= mi / (np.sqrt(vi) + eps) * step
+        plain(w, g, m, v, c1, c2, eps, step, c1 - c1)
         set_mxcsr(old)
 
+    # fastnn's own loop: the flush as a select
+    select = _jit.compiled(optimizers.Adam._fused, "float32")
     return plain, select, ftz_daz
 
 
