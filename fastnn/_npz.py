@@ -46,7 +46,7 @@ class Archive:
         except IsADirectoryError:
             raise error_cls(f"{path}: is a directory, not a {what}") from None
         except _READ_ERRORS as exc:
-            raise error_cls(f"{path}: not a {what} ({exc})") from None
+            raise error_cls(f"{path}: not a {what} ({load_error_reason(path, exc)})") from None
         if not isinstance(self._npz, np.lib.npyio.NpzFile):
             raise error_cls(f"{path}: not a {what} (a bare .npy array)")
         try:
@@ -123,6 +123,25 @@ class Archive:
         if not isinstance(arr, np.ndarray):  # pragma: no cover - the header check comes first
             raise self._fail(name, "is not an .npy array")
         return arr
+
+
+def load_error_reason(path, exc):
+    """Why ``np.load`` refused ``path``, in fastnn's words.
+
+    For a file that is neither a zip archive nor an ``.npy`` array NumPy
+    falls back to pickle and, with ``allow_pickle=False``, advises loading it
+    "unsafely": fastnn never does, so it names what the file is instead.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return str(exc)
+    if head.startswith((b"PK", b"\x93NUMPY")):
+        return str(exc)
+    if head[:1] == b"\x80":
+        return "a Python pickle, which fastnn never loads"
+    return "neither an .npz archive nor an .npy array"
 
 
 def write(f, arrays):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _npz
 from ._atomic import atomic_write_bytes
 from .errors import DataError, DataNotFoundError
 
@@ -393,7 +394,8 @@ def _load_keras_npz(path):
                 "test_images": z["x_test"], "test_labels": z["y_test"],
             }
     except (OSError, ValueError, KeyError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable Keras mnist.npz ({exc})") from exc
+        raise DataError(f"{path}: not a readable Keras mnist.npz "
+                        f"({_npz.load_error_reason(path, exc)})") from exc
     for key, arr in out.items():
         if arr.dtype != np.uint8:
             raise DataError(f"{path}: {key} has dtype {arr.dtype}, expected uint8")

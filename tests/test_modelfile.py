@@ -1,6 +1,7 @@
 """Model files: round trip, atomic writes, hostile and malformed files."""
 
 import json
+import pickle
 import zipfile
 
 import numpy as np
@@ -131,3 +132,21 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (pickle.dumps({"params": [1, 2]}), "a Python pickle, which fastnn never loads"),
+    (b"hello, not a model", "neither an .npz archive nor an .npy array")])
+def test_a_file_that_is_no_archive_is_named_without_numpys_unsafe_advice(tmp_path, content,
+                                                                          said):
+    # NumPy's own message advises loading it "unsafely" with allow_pickle=True
+    path = tmp_path / "model.npz"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError) as err:
+        fastnn.load_model(path)
+    message = str(err.value)
+    assert said in message and str(path) in message and "fastnn model file" in message
+    assert "allow_pickle" not in message and "trust" not in message
+    with pytest.raises(fastnn.DataError) as err:
+        fastnn.datasets._load_keras_npz(path)
+    assert said in str(err.value) and "allow_pickle" not in str(err.value)
