@@ -6,6 +6,7 @@ output), 2 bad command-line usage or settings, 3 training diverged,
 """
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -577,6 +578,23 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
             "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
 
 
+# What other tools call fastnn's commands, for the hint after an unknown one.
+_COMMAND_ALIASES = {"fit": "train", "run": "train", "eval": "evaluate", "test": "evaluate",
+                    "score": "evaluate", "infer": "predict", "search": "sweep", "tune": "sweep"}
+
+
+def _usage_hint(exc, argv):
+    """The usage error's one line, pointing at the help of a command that exists."""
+    first = argv[0] if argv else ""
+    if first in COMMANDS:
+        return f"{exc} (see fastnn {first} --help)"
+    guess = _COMMAND_ALIASES.get(first) or next(
+        iter(difflib.get_close_matches(first, COMMANDS, n=1)), None)
+    if guess and not first.startswith("-"):
+        return f"{exc} (did you mean 'fastnn {guess}'? see fastnn --help)"
+    return f"{exc} (see fastnn --help)"
+
+
 def main(argv=None, out=None):
     """Run the command line; return the exit code (does not call sys.exit)."""
     out = out or sys.stdout
@@ -592,8 +610,7 @@ def main(argv=None, out=None):
             return EXIT_USAGE
         return COMMANDS[args.command](args, out)
     except UsageError as exc:
-        print(f"{exc} (see fastnn {argv[0] if argv else ''} --help)".replace("  ", " "),
-              file=sys.stderr)
+        print(_usage_hint(exc, argv), file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:
         print(f"fastnn: error: {exc}", file=sys.stderr)

@@ -258,3 +258,15 @@ def test_shift_as_large_as_the_image_is_one_line(capsys):
     rc, _, err = run(["train", *QUICK, "--augment-shift", "8"], capsys)  # digits are 8x8
     assert rc == 2
     assert_one_line_error(err, "augment_shift must be smaller than the image (8x8)")
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["fit"], "(did you mean 'fastnn train'? see fastnn --help)"),
+    (["trian", "-e", "1"], "(did you mean 'fastnn train'? see fastnn --help)"),
+    (["frobnicate"], "(see fastnn --help)"),
+    (["train", "--no-such-flag"], "(see fastnn train --help)")])
+def test_a_usage_error_points_at_help_that_exists(capsys, argv, hint):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    assert_one_line_error(err, hint)
+    assert f"fastnn {argv[0]} --help" not in err or argv[0] == "train"
