@@ -19,6 +19,7 @@ from . import __version__
 from .errors import ConfigError, FastnnError, TrainingDivergedError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 
 DESCRIPTION = ("fastnn trains fully-connected neural networks (hand-written forward and "
                "backward passes,\nNumPy/BLAS with fused numba kernels) on Fashion-MNIST, "
@@ -624,6 +625,11 @@ def main(argv=None, out=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`fastnn evaluate ... | head -1`): stop quietly, as Unix
+        # tools do, and keep Python from failing again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (OSError, ValueError) as exc:
         print(f"fastnn: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -270,3 +270,16 @@ def test_a_usage_error_points_at_help_that_exists(capsys, argv, hint):
     assert rc == 2
     assert_one_line_error(err, hint)
     assert f"fastnn {argv[0]} --help" not in err or argv[0] == "train"
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # `fastnn train ... | head -1`: the reader leaves after the first line
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "-d", "digits", "-e", "40",
+                             "-nhl", "1", "-sz", "16", "--no-progress", "--kernels", "numpy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert first.startswith(b"fastnn")
+    assert proc.returncode == 141
+    assert err == b""
