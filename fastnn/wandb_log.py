@@ -49,7 +49,7 @@ class WandbCallback(Callback):
     def __init__(self, project, entity=None, config=None, name=None, group=None):
         self._wandb = import_wandb()
         self.run = self._wandb.init(project=project, entity=entity, config=config, name=name,
-                                    group=group, reinit=True)
+                                    group=group, reinit="finish_previous")
 
     def on_epoch_end(self, epoch, logs):
         self.run.log({"epoch": epoch, **logs})

@@ -58,3 +58,18 @@ def test_sweep_logs_every_run_and_the_best_confusion_matrix(offline, tmp_path):
     runs = _run_dirs(offline)
     assert len(runs) == 3  # two runs and the best run's confusion matrix
     assert sum(bool(list(r.glob("files/media/table/*confusion*"))) for r in runs) == 1
+
+
+def test_runs_are_opened_without_deprecated_arguments(offline, monkeypatch):
+    # a boolean reinit makes wandb print "Using a boolean value for 'reinit' is deprecated"
+    from fastnn.wandb_log import WandbCallback
+
+    seen = {}
+
+    def init(**kwargs):
+        seen.update(kwargs)
+        return object()
+
+    monkeypatch.setattr(wandb, "init", init)
+    WandbCallback("fastnn-test")
+    assert seen["reinit"] == "finish_previous"
