@@ -2,15 +2,17 @@
 
 Exit codes: 0 success, 1 error (bad data, bad model file, unwritable
 output), 2 bad command-line usage or settings, 3 training diverged,
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C or SIGTERM), 141 its output pipe closed.
 """
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,8 @@ EPILOG = """examples:
   fastnn data fashion_mnist              find or download a data set
 
 exit codes: 0 success, 1 error (data, model file, output), 2 bad usage or settings,
-3 training diverged, 130 interrupted. `fastnn COMMAND --help` lists a command's flags."""
+3 training diverged, 130 interrupted (Ctrl-C, SIGTERM), 141 output pipe closed.
+`fastnn COMMAND --help` lists a command's flags."""
 
 
 class UsageError(Exception):
@@ -53,6 +56,23 @@ def _check_space(path, n_bytes, what):
 
 def _size(n_bytes):
     return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.0f} KiB"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Inside the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -362,12 +382,14 @@ def cmd_train(args, out):
 
     start = time.perf_counter()
     try:
-        history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
-                      batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                      seed=rng, callbacks=callbacks, threads=args.threads,
-                      clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
-                      augment=config.augmentation(split.X_train.shape[1]), average=average,
-                      sam=config.sam)
+        with _sigterm_as_interrupt():  # a scheduler's `kill` (Slurm's SIGTERM) is Ctrl-C
+            history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
+                          batch_size=config.batch_size,
+                          validation_data=(split.X_val, split.y_val), seed=rng,
+                          callbacks=callbacks, threads=args.threads,
+                          clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
+                          augment=config.augmentation(split.X_train.shape[1]),
+                          average=average, sam=config.sam)
         if prior:
             history = _history_from(prior, then=history)
     except KeyboardInterrupt:
@@ -506,23 +528,19 @@ def cmd_sweep(args, out):
         print(f"[{done}/{total}] {record['run_id']} {status}  {detail}  "
               f"({record['wall_time']:.1f}s)", file=out, flush=True)
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)  # `kill` stops a sweep like Ctrl-C
     try:
-        records = sweep.run_sweep(spec, results, dataset=args.dataset, data_dir=args.data_dir,
-                                  workers=args.workers, seed=args.seed,
-                                  val_fraction=args.val_fraction, wandb=wandb_opts,
-                                  on_result=progress, kernels=args.kernels,
-                                  retry_failed=args.retry_failed, scheduler=args.scheduler)
+        with _sigterm_as_interrupt():  # `kill` stops a sweep like Ctrl-C
+            records = sweep.run_sweep(spec, results, dataset=args.dataset,
+                                      data_dir=args.data_dir, workers=args.workers,
+                                      seed=args.seed, val_fraction=args.val_fraction,
+                                      wandb=wandb_opts, on_result=progress,
+                                      kernels=args.kernels, retry_failed=args.retry_failed,
+                                      scheduler=args.scheduler)
     except KeyboardInterrupt:
         done = len(sweep.read_results(results))
         print(f"interrupted: {done} finished runs kept in {results}; run the same command "
               "to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     best = sweep.best_run(records, spec.metric, spec.goal)
     if wandb_opts and best is not None:
         sweep.log_best_to_wandb(results, records, spec, wandb_opts, args.data_dir)

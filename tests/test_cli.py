@@ -283,3 +283,24 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert first.startswith(b"fastnn")
     assert proc.returncode == 141
     assert err == b""
+
+
+def test_sigterm_during_train_saves_the_partial_model_as_ctrl_c_does(tmp_path):
+    import signal
+
+    save = tmp_path / "model.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "-d", "digits", "-e", "500",
+                             "-nhl", "1", "-sz", "16", "--no-progress", "--kernels", "numpy",
+                             "--save", str(save)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    for line in proc.stdout:
+        if line.startswith(b"epoch"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    partial = tmp_path / "model.interrupted.npz"
+    assert partial.is_file() and not save.exists()
+    assert b"partial model saved" in err and b"Traceback" not in err
+    _, header = fastnn.load_model(partial)
+    assert header["metadata"]["interrupted"] is True
