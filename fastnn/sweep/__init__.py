@@ -3,7 +3,7 @@
 A sweep file uses the Weights & Biases sweep format, so the same YAML works
 with ``wandb sweep``::
 
-    method: random            # grid or random (bayes needs the W&B server)
+    method: random            # grid, random or bayes (Optuna's TPE, run locally)
     metric: {name: val_accuracy, goal: maximize}
     run_cap: 120
     parameters:
