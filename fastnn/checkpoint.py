@@ -88,6 +88,8 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
             if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
                 raise ModelFileError(f"{path}: not a fastnn checkpoint of version "
                                      f"{FORMAT_VERSION}")
+            # before any array: a changed setting (a width, say) changes their shapes too
+            _check_settings(path, header, config)
             params = z.array("params", dtype=flat.dtype, shape=flat.shape)
             opt_state = {k[4:]: z.array(k, dtype=flat.dtype, shape=flat.shape)
                          for k in z.names if k.startswith("opt_")}
@@ -102,18 +104,6 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
                         if average is not None and "average" in z.names else None)
     except (OSError, ValueError, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable fastnn checkpoint ({exc})") from None
-    required = ("epoch", "config", "history", "optimizer_t", "rng", "dropout_rng")
-    if any(key not in header for key in required) or not isinstance(header["config"], dict):
-        raise ModelFileError(f"{path}: checkpoint header lacks {', '.join(required)}")
-    ignore = {"epochs", "patience"}  # training longer than planned is allowed
-    # settings added since the checkpoint was written take their defaults
-    defaults = TrainConfig().to_dict()
-    saved = {k: v for k, v in {**defaults, **header["config"]}.items() if k not in ignore}
-    wanted = {k: v for k, v in {**defaults, **config}.items() if k not in ignore}
-    if saved != wanted:
-        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise ModelFileError(f"{path}: the checkpoint was made with other settings "
-                             f"({', '.join(diff)}); start a new --checkpoint directory")
     try:
         optimizer.load_state_dict({"t": header["optimizer_t"], **opt_state})
         rng.bit_generator.state = header["rng"]
@@ -132,6 +122,22 @@ def load(path, net, optimizer, rng, config, stoppers=(), average=None):
     net.params.flat[:] = params
     net.running_stats.flat[:] = saved_stats
     return epoch, header["history"]
+
+
+def _check_settings(path, header, config):
+    """Refuse a checkpoint made with other settings than ``config``, naming them."""
+    required = ("epoch", "config", "history", "optimizer_t", "rng", "dropout_rng")
+    if any(key not in header for key in required) or not isinstance(header["config"], dict):
+        raise ModelFileError(f"{path}: checkpoint header lacks {', '.join(required)}")
+    ignore = {"epochs", "patience"}  # training longer than planned is allowed
+    # settings added since the checkpoint was written take their defaults
+    defaults = TrainConfig().to_dict()
+    saved = {k: v for k, v in {**defaults, **header["config"]}.items() if k not in ignore}
+    wanted = {k: v for k, v in {**defaults, **config}.items() if k not in ignore}
+    if saved != wanted:
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise ModelFileError(f"{path}: the checkpoint was made with other settings "
+                             f"({', '.join(diff)}); start a new --checkpoint directory")
 
 
 class Checkpoint(Callback):

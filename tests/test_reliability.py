@@ -79,6 +79,20 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert rc == 1 and len(err) == 1 and "other settings (lr)" in err[0]
 
 
+def test_resume_with_another_width_names_the_setting_not_an_array_shape(tmp_path, capsys):
+    from fastnn.cli import main
+
+    ckpt = str(tmp_path / "c")
+    assert main(["train", "-d", "digits", "-e", "1", "-sz", "16", "--checkpoint", ckpt,
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    rc = main(["train", "-d", "digits", "-e", "2", "-sz", "32", "--checkpoint", ckpt,
+               "--resume", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "other settings (hidden_size)" in err[0] and "shape" not in err[0]
+
+
 # ------------------------------------------------------------- hostile bytes
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2048), gz=st.booleans())
