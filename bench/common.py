@@ -117,16 +117,6 @@ def cpu_info():
     return vendor, model
 
 
-def machine_line():
-    """One line naming the CPU (vendor and model), the BLAS and its kernel, and the OpenBLAS env."""
-    vendor, model = cpu_info()
-    lib, arch, threads = blas_info()
-    env = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-           if v in os.environ]
-    return (f"{model} ({vendor}), {lib} {arch} kernel, {threads} BLAS threads, OpenBLAS env "
-            + (", ".join(env) if env else "unset"))
-
-
 def blas_info():
     """(library, kernel architecture, threads) as threadpoolctl reports them."""
     try:
@@ -140,10 +130,18 @@ def blas_info():
 
 
 def cpu_field():
-    """What asv records as the machine's CPU: model, vendor and BLAS kernel."""
+    """The CPU's model and vendor and the BLAS kernel (what asv records as the CPU)."""
     vendor, model = cpu_info()
     lib, arch, _ = blas_info()
     return f"{model} ({vendor}), {lib} {arch} kernel"
+
+
+def machine_line():
+    """:func:`cpu_field`, then the BLAS threads and the OpenBLAS environment variables."""
+    env = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+           if v in os.environ]
+    return (f"{cpu_field()}, {blas_info()[2]} BLAS threads, OpenBLAS env "
+            + (", ".join(env) if env else "unset"))
 
 
 if __name__ == "__main__":

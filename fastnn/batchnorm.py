@@ -17,8 +17,8 @@ running statistics, updated after every training step as
 (the unbiased batch variance; the same convention and constants as PyTorch's
 ``BatchNorm1d``), entries below the dtype's smallest normal number flushed to
 zero (:mod:`fastnn._subnormal`: a unit whose input is always zero would
-otherwise decay its variance into the subnormal range). gamma and beta are trainable parameters (gamma starts at 1,
-beta at 0; no weight decay); the running statistics are not: they live in
+otherwise decay its variance into the subnormal range). gamma and beta are
+trainable parameters (gamma starts at 1, beta at 0; no weight decay); the running statistics are not: they live in
 ``Network.running_stats`` and are saved in model files and checkpoints. A
 weight average (:mod:`fastnn.average`) averages gamma and beta with the other
 parameters but not the running statistics: the averaged weights are evaluated

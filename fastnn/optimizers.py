@@ -131,11 +131,10 @@ class Optimizer:
                              for i, w in enumerate(self._targets)]
         else:
             self._compiled = None
-            masks = 1 if self._state_names else 0  # a bool scratch for the flush
             self._buffers = [
                 ([self.state[name][i] for name in self._state_names],
                  [np.empty_like(w) for _ in range(self._n_scratch)]
-                 + [np.empty(w.shape, dtype=bool) for _ in range(masks)])
+                 + ([np.empty(w.shape, dtype=bool)] if self._state_names else []))  # flush mask
                 for i, w in enumerate(self._targets)
             ]
         return self

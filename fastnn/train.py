@@ -40,7 +40,7 @@ def blas_threads_for(net, batch_size, budget):
 
 @functools.cache
 def blas_kernel():
-    """The kernel architecture of NumPy's BLAS as threadpoolctl reports it, lower case ('' if unknown)."""
+    """NumPy's BLAS kernel as threadpoolctl names it, lower case ('' if unknown)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
