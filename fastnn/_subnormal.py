@@ -19,6 +19,23 @@ spell it ``if abs(x) < tiny: x = zero`` (a select that vectorises; measured
 divergence still shows. The cost to results: values below ``tiny`` become
 exactly zero, where without the rule they would have gone on shrinking.
 
+Training also makes subnormals itself, not by decay, in two places. The
+loss's dL/dz: once a network is confident, the softmax probability of a
+wrong class falls to 1e-30 and below, and the backward matrix products
+multiply such entries by weights and activations into subnormal hidden
+deltas and gradients, inside BLAS, where no flush can reach. So both loss
+kernels store entries of dL/dz below :func:`delta_floor` (``sqrt(tiny)``,
+1.1e-19 in float32) as zero: products of what is kept with any factor
+above ``sqrt(tiny)`` stay normal. Such an entry is at most a 1e-17 share
+of the batch's gradient for any row that is not already certain, far
+below float32 resolution. And the squared gradient of RMSProp, Adam and
+Nadam: a gradient below ``sqrt(tiny)`` squares to a subnormal, so it is
+squared as zero (:func:`square_`). Measured on an Intel Xeon (OpenBLAS
+SkylakeX), RMSProp on 784-1024-1024-1024-10 at batch 64, ten epochs of
+8,192 Fashion-MNIST images: without these two rules 5.9k samples/s in the
+first epochs and 3.6k from the seventh on (151,045 subnormal gradient
+entries after one epoch); with them 6.1-6.7k in every epoch and none.
+
 This was chosen over setting the CPU's flush-to-zero and denormals-are-zero
 modes (MXCSR) around fastnn's kernels, which measured the same speed: the
 explicit rule needs no compiled helper (the NumPy kernel set runs without
@@ -45,3 +62,39 @@ def flush_(x, scratch, mask):
     np.abs(x, out=scratch)
     np.less(scratch, np.finfo(x.dtype).tiny, out=mask)
     np.copyto(x, 0, where=mask)
+
+
+
+def delta_floor(dtype):
+    """The smallest magnitude of dL/dz the loss kernels keep: ``sqrt(tiny)``, in ``dtype``.
+
+    1.1e-19 in float32, 1.5e-154 in float64. A product of a kept entry with
+    any factor of at least ``sqrt(tiny)`` (a weight, an activation, an
+    activation's derivative) is still a normal number.
+    """
+    dtype = np.dtype(dtype)
+    return dtype.type(np.sqrt(np.finfo(dtype).tiny))
+
+
+def flush_delta_(delta):
+    """Set the entries of dL/dz with ``|d| < delta_floor`` to zero, in place (NumPy reference).
+
+    ``delta`` is small (batch x classes), so a temporary mask costs less
+    than keeping scratch buffers for it.
+    """
+    delta[np.abs(delta) < delta_floor(delta.dtype)] = 0
+
+
+def square_(g, out, mask):
+    """``out = g * g``, with zero where ``|g| < sqrt(tiny)`` (NumPy reference).
+
+    Such a square would be subnormal; the entries are zeroed before the
+    multiplication, so no arithmetic runs on them. ``mask`` (bool, the
+    shape of ``g``) is overwritten. The fused loops spell it
+    ``gs = zero if abs(g) < sqrt(tiny) else g`` before ``gs * gs``.
+    """
+    np.abs(g, out=out)
+    np.less(out, np.sqrt(np.finfo(g.dtype).tiny), out=mask)
+    np.copyto(out, g)
+    np.copyto(out, 0, where=mask)
+    np.multiply(out, out, out=out)

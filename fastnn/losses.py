@@ -23,9 +23,10 @@ import math
 import numpy as np
 
 from ._jit import fused
+from ._subnormal import flush_delta_
 from .errors import ConfigError
 
-_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F, F, F, F, F)"
+_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F, F, F, F, F, F)"
 
 
 def smoothed_targets(smoothing, n_classes):
@@ -115,6 +116,7 @@ def softmax_cross_entropy_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0,
         delta[rows, partners] -= mu * (on - off) / n
     else:
         delta[rows, y] -= (on - off) / n
+    flush_delta_(delta)
     return loss
 
 
@@ -145,12 +147,16 @@ def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0,
     delta -= row_buf
     delta *= z
     delta *= 1.0 / n
+    flush_delta_(delta)
     return loss
 
 
 @fused(_FUSED_SIG)
-def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu):
-    """Row kernel of softmax + cross-entropy (mixup when ``mu`` != 0); ``delta`` may be ``z``."""
+def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu, floor):
+    """Row kernel of softmax + cross-entropy (mixup when ``mu`` != 0); ``delta`` may be ``z``.
+
+    Entries of dL/dz below ``floor`` are stored as zero (:func:`fastnn._subnormal.delta_floor`).
+    """
     loss = 0.0  # accumulated in float64 whatever the array dtype
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
@@ -184,7 +190,10 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu):
         loss += math.log(total) - target
         scale = inv_n / total
         for j in range(z.shape[1]):
-            delta[i, j] = delta[i, j] * scale - off_n
+            d = delta[i, j] * scale - off_n
+            if abs(d) < floor:
+                d = zero
+            delta[i, j] = d
         if mixed:
             delta[i, label] -= lam * label_n
             delta[i, partner] -= mu * label_n
@@ -194,8 +203,11 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu):
 
 
 @fused(_FUSED_SIG)
-def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, mu):
-    """Row kernel of softmax + squared error (mixup when ``mu`` != 0); ``z`` ends as p."""
+def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, mu, floor):
+    """Row kernel of softmax + squared error (mixup when ``mu`` != 0); ``z`` ends as p.
+
+    Entries of dL/dz below ``floor`` are stored as zero (:func:`fastnn._subnormal.delta_floor`).
+    """
     loss = 0.0
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
@@ -233,7 +245,10 @@ def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, m
             delta[i, j] = d
             dot += d * p
         for j in range(z.shape[1]):
-            delta[i, j] = (delta[i, j] - dot) * z[i, j] * inv_n
+            d = (delta[i, j] - dot) * z[i, j] * inv_n
+            if abs(d) < floor:
+                d = zero
+            delta[i, j] = d
     return loss, float(correct)
 
 

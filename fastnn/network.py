@@ -197,6 +197,7 @@ class Network:
         self._half = self.dtype.type(0.5)
         self._one = self.dtype.type(1.0)
         self._two_over_k = self.dtype.type(2.0 / self.n_classes)
+        self._delta_floor = _subnormal.delta_floor(self.dtype)  # dL/dz below it is stored as 0
         self._wd = self.dtype.type(self.weight_decay)
         self._drop_p = self.dtype.type(self.dropout)
         self._drop_scale = self.dtype.type(1.0 / (1.0 - self.dropout))
@@ -454,7 +455,8 @@ class Network:
             lam, mu = self._no_mix
         if self.kernels == "numba":
             total, correct = self._fused_loss(z, y, delta, self._inv[n], self._two_over_k,
-                                              self._target_on, self._target_off, lam, mu)
+                                              self._target_on, self._target_off, lam, mu,
+                                              self._delta_floor)
             # cross-entropy sums one term per row, squared error one per output
             return total / (n * self._terms_per_row), int(correct)
         # a mixed row counts as correct when it predicts the label with the larger share
@@ -672,6 +674,7 @@ class CompiledStep:
                                    net._drop_scale, net._target_on, net._target_off)
         self._consts[_F_LAM] = 1  # no mixup: lam = 1, mu = 0
         self._consts[_F_TINY] = _subnormal.tiny(net.dtype)  # optimizer state below it is flushed
+        self._consts[_F_DELTA_FLOOR] = _subnormal.delta_floor(net.dtype)  # dL/dz below it too
         self._out = np.zeros(4)
         # the batch, then one row of scratch for mixup
         self._xb = np.empty((batch_size + 1) * net.n_features, dtype=net.dtype)
@@ -772,8 +775,8 @@ _UPDATE_KERNELS = (_sgd_fused, _momentum_fused, _rmsprop_fused, _adam_fused, _na
 (_C_ACT, _C_LOSS, _C_UPDATE, _C_DROP, _C_DECAY, _C_CAPACITY, _C_SHIFT, _C_FLIP, _C_HEIGHT,
  _C_WIDTH, _C_MIX) = range(11)
 (_F_HALF, _F_ONE, _F_TWO_OVER_K, _F_DECAY, _F_DROP_P, _F_DROP_SCALE, _F_ON, _F_OFF,
- _F_INV_N, _F_LAM, _F_MU, _F_TINY) = range(12)
-_F_UPDATE = 12  # the optimizer's scalars follow (at most five)
+ _F_INV_N, _F_LAM, _F_MU, _F_TINY, _F_DELTA_FLOOR) = range(13)
+_F_UPDATE = 13  # the optimizer's scalars follow (at most five)
 _NO_UPDATE = -1
 
 
@@ -886,13 +889,13 @@ def _train_step_fused(gemm, gemv, X, y, idx, xb, yb, flat, grad, sizes, z_all, d
         total, correct = _softmax_cross_entropy_fused(logits, labels, delta, consts[_F_INV_N],
                                                       consts[_F_TWO_OVER_K], consts[_F_ON],
                                                       consts[_F_OFF], consts[_F_LAM],
-                                                      consts[_F_MU])
+                                                      consts[_F_MU], consts[_F_DELTA_FLOOR])
     else:
         delta = delta_all[z_start:z_start + n * n_out].reshape((n, n_out))
         total, correct = _softmax_squared_error_fused(logits, labels, delta, consts[_F_INV_N],
                                                       consts[_F_TWO_OVER_K], consts[_F_ON],
                                                       consts[_F_OFF], consts[_F_LAM],
-                                                      consts[_F_MU])
+                                                      consts[_F_MU], consts[_F_DELTA_FLOOR])
     out[0] = total
     out[1] = correct
     out[2] = 0.0

@@ -24,7 +24,9 @@ State never holds subnormal floats (:mod:`fastnn._subnormal`): in both
 kernel sets a new velocity or moment below the dtype's smallest normal
 number (1.18e-38 in float32) is stored as zero, because Intel cores run
 arithmetic on subnormals many times slower and a zero gradient makes a
-state decay into that range within a few hundred steps.
+state decay into that range within a few hundred steps. For the same
+reason the squared gradient of RMSProp, Adam and Nadam is taken as zero
+where the gradient is below ``sqrt(tiny)`` (its square would be subnormal).
 
 Hyperparameter names are the same everywhere (code, config, CLI, W&B):
 ``lr``, ``momentum``, ``beta`` (RMSProp decay), ``beta1``, ``beta2``,
@@ -347,7 +349,7 @@ class RMSProp(Optimizer):
     _state_names = ("v",)
 
     def _update(self, w, g, v, scratch, mask):
-        np.multiply(g, g, out=scratch)
+        _subnormal.square_(g, scratch, mask)
         scratch -= v
         scratch *= 1.0 - self.beta
         v += scratch  # v = beta*v + (1-beta)*g^2
@@ -362,9 +364,11 @@ class RMSProp(Optimizer):
     @fused("void(F[::1], F[::1], F[::1], F, F, F, F)")
     def _fused(w, g, v, one_minus_beta, eps, lr, tiny):
         zero = tiny - tiny
+        root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
         for i in range(w.size):
             gi = g[i]
-            vi = v[i] + (gi * gi - v[i]) * one_minus_beta
+            gs = zero if abs(gi) < root else gi  # (fastnn._subnormal.square_)
+            vi = v[i] + (gs * gs - v[i]) * one_minus_beta
             if abs(vi) < tiny:  # flush to zero (fastnn._subnormal)
                 vi = zero
             v[i] = vi
@@ -411,7 +415,7 @@ class Adam(Optimizer):
         scratch *= 1.0 - self.beta1
         m += scratch  # m = beta1*m + (1-beta1)*g
         _subnormal.flush_(m, scratch, mask)
-        np.multiply(g, g, out=scratch)
+        _subnormal.square_(g, scratch, mask)
         scratch -= v
         scratch *= 1.0 - self.beta2
         v += scratch  # v = beta2*v + (1-beta2)*g^2
@@ -429,10 +433,12 @@ class Adam(Optimizer):
     @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F)")
     def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, step, tiny):
         zero = tiny - tiny
+        root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
         for i in range(w.size):
             gi = g[i]
+            gs = zero if abs(gi) < root else gi  # (fastnn._subnormal.square_)
             mi = m[i] + (gi - m[i]) * one_minus_beta1
-            vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+            vi = v[i] + (gs * gs - v[i]) * one_minus_beta2
             if abs(mi) < tiny:  # flush to zero (fastnn._subnormal)
                 mi = zero
             if abs(vi) < tiny:
@@ -502,10 +508,12 @@ class Nadam(Adam):
     @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F, F)")
     def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, coef_m, coef_g, tiny):
         zero = tiny - tiny
+        root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
         for i in range(w.size):
             gi = g[i]
+            gs = zero if abs(gi) < root else gi  # (fastnn._subnormal.square_)
             mi = m[i] + (gi - m[i]) * one_minus_beta1
-            vi = v[i] + (gi * gi - v[i]) * one_minus_beta2
+            vi = v[i] + (gs * gs - v[i]) * one_minus_beta2
             if abs(mi) < tiny:  # flush to zero (fastnn._subnormal)
                 mi = zero
             if abs(vi) < tiny:

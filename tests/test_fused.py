@@ -9,7 +9,7 @@ import pytest
 from conftest import needs_numba
 
 import fastnn
-from fastnn import _jit, activations, losses, optimizers
+from fastnn import _jit, _subnormal, activations, losses, optimizers
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
@@ -79,7 +79,8 @@ def test_fused_loss_matches_the_numpy_kernel(loss, dtype, in_place, smoothing, m
     with np.errstate(over="raise", invalid="raise"):
         total, correct = _fused(losses.FUSED[loss], dtype)(z2, y, delta2, dtype(1 / n),
                                                            dtype(2 / k), dtype(on), dtype(off),
-                                                           dtype(lam), dtype(mu))
+                                                           dtype(lam), dtype(mu),
+                                                           _subnormal.delta_floor(dtype))
     per_row = 1 if loss == "cross_entropy" else k
     assert total / (n * per_row) == pytest.approx(ref_loss, rel=TOL[dtype]["rtol"])
     assert int(correct) == ref_correct

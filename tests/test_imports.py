@@ -8,7 +8,7 @@ from pathlib import Path
 import fastnn
 
 ENGINE = ["network", "layers", "activations", "losses", "optimizers", "_checks", "errors",
-          "_jit", "_threads", "_blas", "augment", "batchnorm"]
+          "_jit", "_threads", "_blas", "_subnormal", "augment", "batchnorm"]
 PACKAGE = Path(fastnn.__file__).parent
 
 

@@ -147,3 +147,60 @@ def test_flush_keeps_nan_infinity_and_normal_numbers(dtype):
     assert np.isnan(x[0]) and x[1] == np.inf and x[2] == -np.inf
     np.testing.assert_array_equal(x[3:], np.array([tiny, -tiny, 0, 0, 0, -1.5], dtype=dtype))
     assert _subnormal.tiny(dtype) == tiny and _subnormal.tiny(dtype).dtype == dtype
+
+
+# A logit gap that makes dL/dz of the wrong classes subnormal. Cross-entropy:
+# p itself, exp(-95) = 5.5e-42 in float32 (tiny 1.18e-38), exp(-720) =
+# 1.9e-313 in float64 (tiny 2.2e-308). Squared error: its dL/dz goes as p**2.
+CONFIDENT_GAP = {("cross_entropy", "float32"): 95.0, ("cross_entropy", "float64"): 720.0,
+                 ("mean_squared_error", "float32"): 47.5,
+                 ("mean_squared_error", "float64"): 360.0}
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mean_squared_error"])
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_a_confident_network_makes_no_subnormal_gradient(kernels, dtype, compiled, loss):
+    # the output bias makes class 0 win by the gap: the wrong classes'
+    # probabilities, their dL/dz and the gradient of their bias would be subnormal
+    net = fastnn.Network([4, 3], loss=loss, dtype=dtype, seed=0, kernels=kernels)
+    net.params[0][...] = 0
+    net.params[1][...] = [CONFIDENT_GAP[loss, dtype], 0, 0]
+    if not compiled:
+        net.compiled_step = lambda *args, **kwargs: None  # the Python step
+    opt = optimizers.get("sgd", net.params, kernels=kernels, lr=1e-3)
+    X = np.ones((8, 4), dtype=dtype)
+    y = np.zeros(8, dtype=np.intp)
+    step, _ = make_step(net, opt, X, y, 8)
+    step(np.arange(8))
+    assert _subnormals(net.grads.flat) == 0
+    assert not np.any(net.grads[1][1:])  # flushed to zero, not left subnormal
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flush_delta_keeps_nan_and_what_is_above_the_floor(dtype):
+    floor = _subnormal.delta_floor(dtype)
+    assert floor.dtype == dtype and floor * floor >= np.finfo(dtype).tiny
+    x = np.array([[np.nan, floor, floor / 8], [-np.finfo(dtype).tiny, 0.0, -1.5]], dtype=dtype)
+    _subnormal.flush_delta_(x)
+    assert np.isnan(x[0, 0])
+    np.testing.assert_array_equal(x.ravel()[1:], np.array([floor, 0, 0, 0, -1.5], dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "nadam"])
+def test_a_gradient_whose_square_is_subnormal_squares_to_zero(optimizer, kernels, dtype):
+    tiny = np.finfo(dtype).tiny
+    w = np.ones(4, dtype=dtype)
+    g = np.array([np.sqrt(tiny) / 2, np.sqrt(tiny), 1e-3, np.nan], dtype=dtype)
+    opt = optimizers.get(optimizer, [w], kernels=kernels, threads=1, **FAST_DECAY)
+    v = opt.state["v"][0]
+    v[...] = 2 * tiny
+    opt.step([g])
+    # v = v + (g*g - v) / 2: with g*g taken as 0 where it would be subnormal
+    # (unflushed it would be 1.125 * tiny); normal squares and NaN go through
+    assert v[0] == tiny
+    assert v[1] == 1.5 * tiny  # sqrt(tiny)**2 == tiny: kept
+    assert v[2] == pytest.approx(0.5e-6, rel=1e-5) and np.isnan(v[3])
