@@ -201,10 +201,12 @@ def build_parser():
     ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",
                         allow_abbrev=False)
     ev.add_argument("model", help="model file written by fastnn train --save")
-    ev.add_argument("-d", "--dataset", default="fashion_mnist",
-                    metavar="{fashion_mnist,mnist,digits}")
-    ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--no-download", action="store_true")
+    ev.add_argument("-d", "--dataset", default=None, metavar="{fashion_mnist,mnist,digits}",
+                    help="test set to evaluate on (default: the one the model was trained on, "
+                         "else fashion_mnist)")
+    ev.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    ev.add_argument("--no-download", action="store_true",
+                    help="fail instead of downloading missing data")
 
     sw = sub.add_parser("sweep", help="run a hyperparameter sweep (W&B sweep YAML)",
                         allow_abbrev=False)
@@ -458,18 +460,27 @@ def _history_from(record, then=None):
 def cmd_evaluate(args, out):
     from . import datasets, metrics, modelfile
 
-    net, _header = modelfile.load(args.model)
-    ds = datasets.load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    net, header = modelfile.load(args.model)
+    trained_on = (header.get("metadata") or {}).get("dataset")
+    name = args.dataset or trained_on or "fashion_mnist"
+    ds = datasets.load(name, data_dir=args.data_dir, download=not args.no_download)
     X = datasets.preprocess(ds.x_test, net.dtype.name)
     if X.shape[1] != net.n_features:
         raise FastnnError(
             f"{args.model}: model takes {net.n_features} inputs but {ds.name} images have "
-            f"{X.shape[1]} pixels"
+            f"{X.shape[1]} pixels" + (f" (it was trained on {trained_on})" if trained_on else "")
         )
     if net.n_classes != len(ds.class_names):
         raise FastnnError(
             f"{args.model}: model has {net.n_classes} outputs but {ds.name} has "
             f"{len(ds.class_names)} classes"
+        )
+    classes = header.get("class_names")
+    if classes and list(classes) != list(ds.class_names):
+        raise FastnnError(
+            f"{args.model}: the model's classes ({', '.join(classes[:3])}, ...) are not "
+            f"{ds.name}'s ({', '.join(ds.class_names[:3])}, ...)"
+            + (f"; it was trained on {trained_on}" if trained_on else "")
         )
     loss, acc = net.evaluate(X, ds.y_test)
     pred = net.predict(X)

@@ -1,12 +1,13 @@
-"""Reading photos and drawings as 28x28 inputs shaped like the training data (Pillow).
+"""Reading photos and drawings as inputs shaped like the training data (Pillow).
 
 MNIST and Fashion-MNIST images are light objects on a dark background,
-centred and filling a 28x28 frame. :func:`load_image` converts any PNG or
-JPEG to that: grayscale, inverted when the picture is dark-on-light (its
-border is brighter than mid-grey), the longer side scaled to 28 pixels and
-centred on black.
+centred and filling a 28x28 frame (scikit-learn's digits: 8x8).
+:func:`load_image` converts any PNG or JPEG to that: grayscale, inverted
+when the picture is dark-on-light (its border is brighter than mid-grey),
+the longer side scaled to the model's side and centred on black.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -55,18 +56,24 @@ def load_image(path, size=SIZE):
 
 
 def predict_files(net, paths, class_names=None, top=3):
-    """Top-``top`` classes of each image file.
+    """Top-``top`` classes of each image file, read at the model's square input size.
+
+    Raises
+    ------
+    FastnnError
+        An unreadable image, or a model whose inputs are not a square image.
 
     Returns
     -------
     list of dict
         ``{"image": str, "inverted": bool, "top": [{"class": str, "probability": float}]}``
     """
-    if net.n_features != SIZE * SIZE:
-        raise FastnnError(f"the model takes {net.n_features} inputs, but images are read as "
-                          f"{SIZE}x{SIZE} = {SIZE * SIZE} pixels")
+    side = math.isqrt(net.n_features)
+    if side * side != net.n_features:
+        raise FastnnError(f"the model takes {net.n_features} inputs, which is not a square "
+                          "image (28x28 = 784, 8x8 = 64)")
     names = list(class_names) if class_names else [str(i) for i in range(net.n_classes)]
-    loaded = [load_image(p) for p in paths]
+    loaded = [load_image(p, size=side) for p in paths]
     X = np.stack([img.reshape(-1) for img, _ in loaded]).astype(net.dtype) / 255.0
     proba = net.predict_proba(X)
     results = []

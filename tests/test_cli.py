@@ -194,6 +194,27 @@ def test_evaluate_model_with_other_input_size(tmp_path, capsys):
     assert_one_line_error(err, "model takes 784 inputs but digits images have 64 pixels")
 
 
+def test_evaluate_uses_the_data_set_the_model_was_trained_on(tmp_path, isolated_home, capsys,
+                                                            kernels):
+    model = tmp_path / "digits.npz"
+    assert run(["train", *QUICK, "--save", str(model)], capsys)[0] == 0
+    rc, out, err = run(["evaluate", str(model), "--no-download"], capsys)  # no -d
+    assert rc == 0, err
+    assert "digits test set (360 images): accuracy" in out
+
+
+def test_evaluate_refuses_a_test_set_of_other_classes(tmp_path, mnist_data, capsys):
+    path = tmp_path / "fashion.npz"
+    fastnn.save_model(fastnn.Network([784, 4, 10]), path,
+                      class_names=datasets.FASHION_CLASSES,
+                      metadata={"dataset": "fashion_mnist"})
+    rc, out, err = run(["evaluate", str(path), "-d", "mnist", "--data-dir", str(mnist_data)],
+                       capsys)
+    assert rc == 1 and "accuracy" not in out
+    assert_one_line_error(err, "the model's classes (T-shirt/top, Trouser, Pullover, ...) are "
+                          "not mnist's (0, 1, 2, ...); it was trained on fashion_mnist")
+
+
 def test_unwritable_save_path_fails_before_training(tmp_path, capsys):
     target = tmp_path / "dir"
     target.mkdir()

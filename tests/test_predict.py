@@ -54,17 +54,35 @@ def test_bad_images_and_models_give_one_line_errors(fashion_model, tmp_path, cap
     path, _, _ = fashion_model
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
-    digits_model = tmp_path / "digits.npz"
-    fastnn.save_model(fastnn.Network([64, 8, 10]), digits_model)
+    odd_model = tmp_path / "odd.npz"
+    fastnn.save_model(fastnn.Network([60, 8, 10]), odd_model)
     good = tmp_path / "ok.png"
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(good)
     cases = [
         ([str(path), str(not_image)], "not a readable PNG/JPEG image"),
         ([str(path), str(tmp_path / "missing.png")], "no such file"),
-        ([str(digits_model), str(good)], "takes 64 inputs"),
+        ([str(odd_model), str(good)], "takes 60 inputs, which is not a square image"),
         ([str(not_image), str(good)], "not a fastnn model file"),
     ]
     for args, fragment in cases:
         assert main(["predict", *args]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and fragment in err[0], err
+
+
+def test_a_digits_model_reads_images_at_its_8x8_size(tmp_path, capsys):
+    split = fastnn.datasets.prepare("digits")
+    net, _, _ = fastnn.train.train_config(fastnn.TrainConfig(dataset="digits", epochs=20),
+                                          split)
+    path = tmp_path / "digits.npz"
+    fastnn.save_model(net, path, class_names=split.class_names)
+    ds = fastnn.datasets.load("digits")
+    files, labels = [], []
+    for i in _correct_examples(net, ds):
+        f = tmp_path / f"digit{i}.png"  # drawn 4x larger than the 8x8 originals
+        Image.fromarray(ds.x_test[i]).resize((32, 32), Image.Resampling.NEAREST).save(f)
+        files.append(str(f))
+        labels.append(ds.class_names[ds.y_test[i]])
+    assert main(["predict", str(path), *files, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["top"][0]["class"] for r in results] == labels
