@@ -530,8 +530,8 @@ def cmd_sweep(args, out):
     def progress(record, done, total):
         status = record["status"]
         if status in ("finished", "stopped"):
-            detail = (f"val_acc {record['val_accuracy']:.4f}  "
-                      f"test_acc {record['test_accuracy']:.4f}"
+            # validation scores only: the test score belongs to the final choice
+            detail = (f"val_acc {record['val_accuracy']:.4f}  val_loss {record['val_loss']:.4f}"
                       + (f"  (after epoch {record['history']['epoch'][-1]})"
                          if status == "stopped" else ""))
         else:

@@ -109,9 +109,32 @@ def test_tiny_sweep_runs_records_and_resumes(tmp_path, capsys):
         assert 0 <= r["test_accuracy"] <= 1 and r["wall_time"] > 0
     assert len(list((results / "models").glob("*.npz"))) == 3  # the top 3 are kept
     assert "best:" in out
+    # progress shows validation scores; the test score only with the final choice
+    progress = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(progress) == 4 and all("val_acc" in line for line in progress)
+    assert not any("test" in line for line in progress)
     # Re-running the same command finds everything done: nothing is added.
     assert main(["sweep", str(spec_path), "--results", str(results)]) == 0
     assert len((results / "results.jsonl").read_text().splitlines()) == 4
+
+
+def test_a_swept_val_fraction_sets_the_split_of_every_run(tmp_path):
+    spec = sweep.load_spec(write(tmp_path, TINY.replace("  epochs: {value: 2}",
+                                                        "  epochs: {value: 1}\n"
+                                                        "  val_fraction: {value: 0.5}")))
+    records = sweep.run_sweep(spec, tmp_path / "r", workers=1, val_fraction=0.1)
+    # digits: 1,437 training images, half of them held out (not --val-fraction's tenth)
+    assert {(r["n_train"], r["n_val"]) for r in records} == {(718, 719)}
+
+
+@pytest.mark.parametrize("values", ["{values: [0.2, 0.5]}",
+                                    "{distribution: uniform, min: 0.1, max: 0.3}"])
+def test_more_than_one_val_fraction_is_refused(tmp_path, values):
+    text = TINY.replace("method: grid", "method: random\nrun_cap: 2") + \
+        f"  val_fraction: {values}\n"
+    with pytest.raises(sweep.SweepError, match="validates on the same split: give val_fraction "
+                                               "one value"):
+        sweep.run_sweep(sweep.load_spec(write(tmp_path, text)), tmp_path / "r", workers=1)
 
 
 def test_resume_runs_only_what_is_missing(tmp_path):

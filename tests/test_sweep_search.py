@@ -203,11 +203,12 @@ def test_bad_early_terminate(early, message):
         spec_of({"lr": {"values": [0.1]}}, method="grid", early_terminate=early)
 
 
-def test_hyperband_needs_a_per_epoch_metric():
-    with pytest.raises(sweep.SweepError, match="measured every epoch"):
+@pytest.mark.parametrize("name", ["test_accuracy", "test_loss"])
+def test_a_test_set_metric_is_refused(name):
+    with pytest.raises(sweep.SweepError, match=f"metric {name}: a sweep must not choose on "
+                                               "the test set"):
         spec_of({"lr": {"values": [0.1]}}, method="grid",
-                metric={"name": "test_accuracy", "goal": "maximize"},
-                early_terminate={"type": "hyperband", "min_iter": 1})
+                metric={"name": name, "goal": "maximize"})
 
 
 def test_hyperband_stops_the_worse_runs_at_each_bracket_exactly():

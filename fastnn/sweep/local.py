@@ -110,6 +110,7 @@ def _run_one(task):
         val_loss, val_acc = net.evaluate(split.X_val, split.y_val)
         stopped = reporter is not None and reporter.stopped
         record.update(status="stopped" if stopped else "finished", history=history.to_dict(),
+                      n_train=len(split.X_train), n_val=len(split.X_val),
                       val_accuracy=val_acc, val_loss=val_loss,
                       accuracy=history["accuracy"][-1], loss=history["loss"][-1],
                       test_accuracy=test_acc, test_loss=test_loss)
@@ -144,6 +145,9 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
         Holds ``results.jsonl``, ``sweep.json`` and the models of the best runs.
     dataset : str, optional
         Data set of every run unless the spec sets ``dataset`` (one value).
+    val_fraction : float
+        Share of the training set held out for validation, the same split
+        for every run, unless the spec sets ``val_fraction`` (one value).
     workers : int, optional
         Worker processes (default: the available CPUs); BLAS threads are
         divided among them.
@@ -170,13 +174,12 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     """
 
     kernels = _jit.resolve(kernels)
-    datasets_in_spec = {p.values[0] for p in spec.params if p.name == "dataset"}
-    if any(p.name == "dataset" and len(p.values) != 1 for p in spec.params):
-        raise SweepError("a sweep trains on one data set: give dataset one value")
-    dataset = (datasets_in_spec.pop() if datasets_in_spec else dataset) or "fashion_mnist"
-    dtypes = {p.values[0] for p in spec.params if p.name == "dtype"}
-    if any(p.name == "dtype" and len(p.values) != 1 for p in spec.params):
-        raise SweepError("a sweep runs in one dtype: give dtype one value")
+    # settings of the data every run shares: one value, which then takes effect
+    dataset = _one_value(spec, "dataset", "a sweep trains on one data set") or dataset \
+        or "fashion_mnist"
+    dtypes = {_one_value(spec, "dtype", "a sweep runs in one dtype")} - {None}
+    val_fraction = _one_value(spec, "val_fraction", "every run of a sweep validates on the "
+                                                    "same split") or val_fraction
     n_cpus = _threads.available_cpus()
     client = None
     if scheduler is not None:
@@ -195,6 +198,16 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     finally:
         if client is not None:
             client.close()
+
+
+def _one_value(spec, name, why):
+    """The one value the spec gives setting ``name`` (None when it is not swept)."""
+    for p in spec.params:
+        if p.name == name:
+            if p.distribution not in ("constant", "categorical") or len(p.values) != 1:
+                raise SweepError(f"{why}: give {name} one value")
+            return p.values[0]
+    return None
 
 
 def _run(spec, search, results_dir, client, dataset, data_dir, workers, seed, val_fraction,

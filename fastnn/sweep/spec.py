@@ -20,7 +20,10 @@ NORMAL = ("normal", "q_normal", "log_normal", "q_log_normal")
 DISTRIBUTIONS = ("constant", "categorical", *BOUNDED, *NORMAL)
 # Distributions whose samples are already whole numbers (for integer settings).
 _INTEGRAL = ("int_uniform",)
-METRICS = ("val_accuracy", "val_loss", "test_accuracy", "accuracy", "loss")
+METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
+# A sweep chooses on validation data: choosing on the test set would leak it
+# into the choice, and the test score would no longer estimate anything.
+TEST_METRICS = ("test_accuracy", "test_loss")
 
 
 class SweepError(FastnnError):
@@ -155,6 +158,10 @@ def parse_spec(raw, *, where="sweep file"):
     if not isinstance(metric, dict) or set(metric) - {"name", "goal", "target"}:
         raise SweepError(f"{where}: metric must be a mapping with name and goal")
     name = metric.get("name", "val_accuracy")
+    if name in TEST_METRICS:
+        raise SweepError(f"{where}: metric {name}: a sweep must not choose on the test set "
+                         "(the choice would leak it into the score); use val_accuracy or "
+                         "val_loss")
     if name not in METRICS:
         raise SweepError(f"{where}: metric name must be one of {', '.join(METRICS)}, got {name!r}")
     goal = metric.get("goal", "maximize")
