@@ -8,6 +8,7 @@ output), 2 bad command-line usage or settings, 3 training diverged,
 import argparse
 import contextlib
 import difflib
+import functools
 import json
 import os
 import signal
@@ -80,105 +81,124 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` where it says something: not for None or False,
+    nor where the help text already tells the default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_train_args(p):
+    """The flags of ``fastnn train``, in the argument groups ``--help`` shows."""
     from .config import TrainConfig
 
     d = TrainConfig()
-    p.add_argument("-wp", "--wandb_project", default=None,
-                   help="log the run to this Weights & Biases project")
-    p.add_argument("-we", "--wandb_entity", default=None, help="W&B entity (user or team)")
-    p.add_argument("-d", "--dataset", default=d.dataset, metavar="{fashion_mnist,mnist,digits}",
+    g = p.add_argument_group("data")
+    g.add_argument("-d", "--dataset", default=d.dataset, metavar="{fashion_mnist,mnist,digits}",
                    help="data set")
-    p.add_argument("-e", "--epochs", type=int, default=d.epochs, help="passes over the training set")
-    p.add_argument("-b", "--batch_size", type=int, default=d.batch_size, help="mini-batch size")
-    p.add_argument("-l", "--loss", default=d.loss,
-                   metavar="{cross_entropy,mean_squared_error}", help="loss after the softmax")
-    p.add_argument("-o", "--optimizer", default=d.optimizer,
-                   metavar="{sgd,momentum,nag,rmsprop,adam,nadam}", help="optimizer")
-    p.add_argument("-lr", "--learning_rate", "--lr", dest="lr", type=float, default=d.lr,
-                   help="learning rate")
-    p.add_argument("-m", "--momentum", type=float, default=d.momentum,
-                   help="momentum of momentum and nag")
-    p.add_argument("-beta", "--beta", type=float, default=d.beta, help="decay of rmsprop")
-    p.add_argument("-beta1", "--beta1", type=float, default=d.beta1, help="adam/nadam beta1")
-    p.add_argument("-beta2", "--beta2", type=float, default=d.beta2, help="adam/nadam beta2")
-    p.add_argument("-eps", "--epsilon", "--eps", dest="eps", type=float, default=d.eps,
-                   help="epsilon of rmsprop, adam, nadam")
-    p.add_argument("-w_d", "--weight_decay", type=float, default=d.weight_decay,
-                   help="L2 penalty on weights")
-    p.add_argument("-w_i", "--weight_init", default=d.weight_init, metavar="{random,Xavier,he}",
-                   help="weight initialisation")
-    p.add_argument("-nhl", "--num_layers", type=int, default=d.num_layers,
-                   help="number of hidden layers")
-    p.add_argument("-sz", "--hidden_size", type=int, default=d.hidden_size,
-                   help="units per hidden layer")
-    p.add_argument("-a", "--activation", default=d.activation,
-                   metavar="{identity,sigmoid,tanh,ReLU}",
-                   help="hidden-layer activation")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="seed of initialisation, split and shuffling")
-    p.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}", help="float type")
-    p.add_argument("--val-fraction", "--val_fraction", dest="val_fraction", type=float,
+    g.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    g.add_argument("--no-download", action="store_true",
+                   help="fail instead of downloading missing data")
+    g.add_argument("--val-fraction", "--val_fraction", dest="val_fraction", type=float,
                    default=d.val_fraction,
                    help="share of the training set held out for validation")
-    p.add_argument("--lr-schedule", "--lr_schedule", dest="lr_schedule", default=d.lr_schedule,
-                   metavar="{constant,step,exponential,cosine}", help="learning-rate schedule")
-    p.add_argument("--lr-decay", "--lr_decay", dest="lr_decay", type=float, default=d.lr_decay,
-                   help="factor of the step and exponential schedules")
-    p.add_argument("--lr-step", "--lr_step", dest="lr_step", type=int, default=d.lr_step,
-                   help="epochs between steps of the step schedule")
-    p.add_argument("--warmup-epochs", "--warmup_epochs", dest="warmup_epochs", type=int,
-                   default=d.warmup_epochs, help="linear learning-rate warm-up epochs")
-    p.add_argument("--min-lr", "--min_lr", dest="min_lr", type=float, default=d.min_lr,
-                   help="final learning rate of the cosine schedule")
-    p.add_argument("--dropout", type=float, default=d.dropout,
-                   help="dropout probability on hidden layers")
-    p.add_argument("--clip-norm", "--clip_norm", dest="clip_norm", type=float,
-                   default=d.clip_norm, help="clip the gradient to this L2 norm (0: off)")
-    p.add_argument("--early-stopping", "--patience", dest="patience", type=int,
-                   default=d.patience, metavar="PATIENCE",
-                   help="stop after this many epochs without a better validation loss and "
-                        "keep the best weights (0: off)")
-    p.add_argument("--label-smoothing", "--label_smoothing", dest="label_smoothing",
-                   type=float, default=d.label_smoothing,
-                   help="train against (1-eps)*onehot + eps/K instead of one-hot targets")
-    p.add_argument("--augment-shift", "--augment_shift", dest="augment_shift", type=int,
-                   default=d.augment_shift, metavar="PIXELS",
-                   help="shift each training image by up to this many pixels (0: off)")
-    p.add_argument("--augment-flip", "--augment_flip", dest="augment_flip", nargs="?",
-                   const=True, default=d.augment_flip, type=_flag, metavar="BOOL",
-                   help="mirror training images left-right at random (not for digits)")
-    p.add_argument("--keep-best", "--keep_best", dest="keep_best", nargs="?", const=True,
-                   default=d.keep_best, type=_flag, metavar="BOOL",
-                   help="end with the weights of the epoch of best validation accuracy")
-    p.add_argument("--sam", type=float, default=d.sam, metavar="RHO",
-                   help="sharpness-aware minimisation: take each step's gradient at the weights "
-                        "RHO away along the gradient, e.g. 0.05 (two passes a step; 0: off)")
-    p.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
-                   help="blend each training image and its target with another's, weights "
-                        "from Beta(ALPHA, ALPHA), e.g. 0.2 (0: off)")
-    p.add_argument("--ema", "--ema-decay", "--ema_decay", dest="ema_decay", type=float,
-                   default=d.ema_decay, metavar="DECAY",
-                   help="validate and keep an exponential moving average of the weights with "
-                        "this decay, e.g. 0.999 (0: off)")
-    p.add_argument("--batch-norm", "--batch_norm", dest="batch_norm", nargs="?", const=True,
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of initialisation, split and shuffling")
+    g = p.add_argument_group("model")
+    g.add_argument("-nhl", "--num_layers", type=int, default=d.num_layers,
+                   help="number of hidden layers")
+    g.add_argument("-sz", "--hidden_size", type=int, default=d.hidden_size,
+                   help="units per hidden layer")
+    g.add_argument("-a", "--activation", default=d.activation,
+                   metavar="{identity,sigmoid,tanh,ReLU}",
+                   help="hidden-layer activation")
+    g.add_argument("-w_i", "--weight_init", default=d.weight_init, metavar="{random,Xavier,he}",
+                   help="weight initialisation")
+    g.add_argument("-l", "--loss", default=d.loss,
+                   metavar="{cross_entropy,mean_squared_error}", help="loss after the softmax")
+    g.add_argument("--batch-norm", "--batch_norm", dest="batch_norm", nargs="?", const=True,
                    default=d.batch_norm, type=_flag, metavar="BOOL",
                    help="batch normalisation of every hidden layer (running statistics for "
                         "evaluation)")
-    p.add_argument("--data-dir", default=None, help="directory with the IDX files")
-    p.add_argument("--no-download", action="store_true",
-                   help="fail instead of downloading missing data")
-    p.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
-    p.add_argument("--checkpoint", metavar="DIR", default=None,
+    g.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}", help="float type")
+    g = p.add_argument_group("optimizer and training length")
+    g.add_argument("-o", "--optimizer", default=d.optimizer,
+                   metavar="{sgd,momentum,nag,rmsprop,adam,nadam}", help="optimizer")
+    g.add_argument("-lr", "--learning_rate", "--lr", dest="lr", type=float, default=d.lr,
+                   help="learning rate")
+    g.add_argument("-m", "--momentum", type=float, default=d.momentum,
+                   help="momentum of momentum and nag")
+    g.add_argument("-beta", "--beta", type=float, default=d.beta, help="decay of rmsprop")
+    g.add_argument("-beta1", "--beta1", type=float, default=d.beta1, help="adam/nadam beta1")
+    g.add_argument("-beta2", "--beta2", type=float, default=d.beta2, help="adam/nadam beta2")
+    g.add_argument("-eps", "--epsilon", "--eps", dest="eps", type=float, default=d.eps,
+                   help="epsilon of rmsprop, adam, nadam")
+    g.add_argument("-e", "--epochs", type=int, default=d.epochs, help="passes over the training set")
+    g.add_argument("-b", "--batch_size", type=int, default=d.batch_size, help="mini-batch size")
+    g = p.add_argument_group("regularisation and augmentation")
+    g.add_argument("-w_d", "--weight_decay", type=float, default=d.weight_decay,
+                   help="L2 penalty on weights")
+    g.add_argument("--dropout", type=float, default=d.dropout,
+                   help="dropout probability on hidden layers")
+    g.add_argument("--label-smoothing", "--label_smoothing", dest="label_smoothing",
+                   type=float, default=d.label_smoothing,
+                   help="train against (1-eps)*onehot + eps/K instead of one-hot targets")
+    g.add_argument("--augment-shift", "--augment_shift", dest="augment_shift", type=int,
+                   default=d.augment_shift, metavar="PIXELS",
+                   help="shift each training image by up to this many pixels (0: off)")
+    g.add_argument("--augment-flip", "--augment_flip", dest="augment_flip", nargs="?",
+                   const=True, default=d.augment_flip, type=_flag, metavar="BOOL",
+                   help="mirror training images left-right at random (not for digits)")
+    g.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
+                   help="blend each training image and its target with another's, weights "
+                        "from Beta(ALPHA, ALPHA), e.g. 0.2 (0: off)")
+    g.add_argument("--sam", type=float, default=d.sam, metavar="RHO",
+                   help="sharpness-aware minimisation: take each step's gradient at the weights "
+                        "RHO away along the gradient, e.g. 0.05 (two passes a step; 0: off)")
+    g.add_argument("--ema", "--ema-decay", "--ema_decay", dest="ema_decay", type=float,
+                   default=d.ema_decay, metavar="DECAY",
+                   help="validate and keep an exponential moving average of the weights with "
+                        "this decay, e.g. 0.999 (0: off)")
+    g.add_argument("--clip-norm", "--clip_norm", dest="clip_norm", type=float,
+                   default=d.clip_norm, help="clip the gradient to this L2 norm (0: off)")
+    g = p.add_argument_group("learning-rate schedule and stopping")
+    g.add_argument("--lr-schedule", "--lr_schedule", dest="lr_schedule", default=d.lr_schedule,
+                   metavar="{constant,step,exponential,cosine}", help="learning-rate schedule")
+    g.add_argument("--lr-decay", "--lr_decay", dest="lr_decay", type=float, default=d.lr_decay,
+                   help="factor of the step and exponential schedules")
+    g.add_argument("--lr-step", "--lr_step", dest="lr_step", type=int, default=d.lr_step,
+                   help="epochs between steps of the step schedule")
+    g.add_argument("--warmup-epochs", "--warmup_epochs", dest="warmup_epochs", type=int,
+                   default=d.warmup_epochs, help="linear learning-rate warm-up epochs")
+    g.add_argument("--min-lr", "--min_lr", dest="min_lr", type=float, default=d.min_lr,
+                   help="final learning rate of the cosine schedule")
+    g.add_argument("--early-stopping", "--patience", dest="patience", type=int,
+                   default=d.patience, metavar="PATIENCE",
+                   help="stop after this many epochs without a better validation loss and "
+                        "keep the best weights (0: off)")
+    g.add_argument("--keep-best", "--keep_best", dest="keep_best", nargs="?", const=True,
+                   default=d.keep_best, type=_flag, metavar="BOOL",
+                   help="end with the weights of the epoch of best validation accuracy")
+    g = p.add_argument_group("output: model file, checkpoints, logging")
+    g.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
+    g.add_argument("--checkpoint", metavar="DIR", default=None,
                    help="save network, optimizer and random state after every epoch")
-    p.add_argument("--resume", action="store_true",
+    g.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --checkpoint DIR (same settings); "
                         "the result is bit-identical to an uninterrupted run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=None,
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("-wp", "--wandb_project", default=None,
+                   help="log the run to this Weights & Biases project")
+    g.add_argument("-we", "--wandb_entity", default=None, help="W&B entity (user or team)")
+    g = p.add_argument_group("performance")
+    g.add_argument("--threads", type=int, default=None,
                    help="thread budget (default: $FASTNN_NUM_THREADS or all CPUs); small "
                         "layers use one BLAS thread, which is faster there")
-    _add_kernels_arg(p)
+    _add_kernels_arg(g)
 
 
 def _add_kernels_arg(p):
@@ -192,14 +212,13 @@ def build_parser():
                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser = functools.partial(sub.add_parser, allow_abbrev=False,
+                                       formatter_class=_DefaultsFormatter)
 
-    train = sub.add_parser("train", help="train a network (flags of the course assignment)",
-                           allow_abbrev=False,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = sub.add_parser("train", help="train a network (flags of the course assignment)")
     _add_train_args(train)
 
-    ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model",
-                        allow_abbrev=False)
+    ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model")
     ev.add_argument("model", help="model file written by fastnn train --save")
     ev.add_argument("-d", "--dataset", default=None, metavar="{fashion_mnist,mnist,digits}",
                     help="test set to evaluate on (default: the one the model was trained on, "
@@ -208,8 +227,7 @@ def build_parser():
     ev.add_argument("--no-download", action="store_true",
                     help="fail instead of downloading missing data")
 
-    sw = sub.add_parser("sweep", help="run a hyperparameter sweep (W&B sweep YAML)",
-                        allow_abbrev=False)
+    sw = sub.add_parser("sweep", help="run a hyperparameter sweep (W&B sweep YAML)")
     sw.add_argument("spec", help="sweep file (W&B sweep format: method, metric, parameters)")
     sw.add_argument("--results", default=None, metavar="DIR",
                     help="results directory (default: results/SPEC-NAME); re-running resumes")
@@ -217,11 +235,15 @@ def build_parser():
                     help="worker processes (default: number of CPUs)")
     sw.add_argument("--seed", type=int, default=0, help="seed of sampling and validation split")
     sw.add_argument("-d", "--dataset", default=None, help="data set unless the spec sets one")
-    sw.add_argument("--data-dir", default=None)
-    sw.add_argument("--val-fraction", type=float, default=0.1)
+    sw.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    sw.add_argument("--val-fraction", type=float, default=0.1,
+                    help="share of the training set held out for validation, the same split "
+                         "for every run, unless the spec sets val_fraction")
     sw.add_argument("--wandb", action="store_true", help="log every run to Weights & Biases")
-    sw.add_argument("-wp", "--wandb_project", default=None)
-    sw.add_argument("-we", "--wandb_entity", default=None)
+    sw.add_argument("-wp", "--wandb_project", default=None,
+                    help="W&B project of the runs (implies --wandb)")
+    sw.add_argument("-we", "--wandb_entity", default=None,
+                    help="W&B entity, user or team (implies --wandb)")
     sw.add_argument("--wandb-sweep", action="store_true",
                     help="register the sweep with the W&B server and run an agent on it")
     sw.add_argument("--count", type=int, default=None, help="runs for this W&B agent")
@@ -233,18 +255,16 @@ def build_parser():
                          "(diverged runs are results and stay)")
     _add_kernels_arg(sw)
 
-    pr = sub.add_parser("predict", help="classify PNG/JPEG images with a saved model",
-                        allow_abbrev=False)
+    pr = sub.add_parser("predict", help="classify PNG/JPEG images with a saved model")
     pr.add_argument("model", help="model file written by fastnn train --save")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     pr.add_argument("--top", type=int, default=3, help="classes to show per image")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
 
-    rp = sub.add_parser("report", help="tables and figures of a sweep, into reports/",
-                        allow_abbrev=False)
+    rp = sub.add_parser("report", help="tables and figures of a sweep, into reports/")
     rp.add_argument("results", help="results directory of fastnn sweep")
     rp.add_argument("--out", default="reports", help="output directory")
-    rp.add_argument("--data-dir", default=None)
+    rp.add_argument("--data-dir", default=None, help="directory with the IDX files")
     rp.add_argument("--mnist-dir", default=None, help="where MNIST is (default: --data-dir)")
     rp.add_argument("--no-mnist", action="store_true", help="skip the MNIST section")
     rp.add_argument("--seeds", type=int, default=3,
@@ -254,11 +274,12 @@ def build_parser():
                     help="results of a sweep outside the classic space: section 9, and its "
                          "best run joins the MNIST configurations")
 
-    data = sub.add_parser("data", help="find (or download) a data set and say where it is",
-                          allow_abbrev=False)
-    data.add_argument("dataset", nargs="?", default="fashion_mnist")
-    data.add_argument("--data-dir", default=None)
-    data.add_argument("--no-download", action="store_true")
+    data = sub.add_parser("data", help="find (or download) a data set and say where it is")
+    data.add_argument("dataset", nargs="?", default="fashion_mnist",
+                      help="fashion_mnist, mnist or digits")
+    data.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    data.add_argument("--no-download", action="store_true",
+                      help="fail instead of downloading missing data")
     return parser
 
 
