@@ -29,8 +29,8 @@ def render():
     parser.formatter_class = functools.partial(cli.argparse.RawDescriptionHelpFormatter,
                                                width=WIDTH)
     lines = ["# Command line", "",
-             "Generated from fastnn's argument parser (`python -m fastnn._cli_doc > "
-             "docs/cli.md`); `fastnn COMMAND --help` prints the same.", "",
+             ("Generated from fastnn's argument parser (`python -m fastnn._cli_doc > "
+              "docs/cli.md`); `fastnn COMMAND --help` prints the same."), "",
              "```text", parser.format_help().rstrip(), "```"]
     for name, sub in subcommands(parser).items():
         lines += ["", f"## fastnn {name}", "", "```text", _help(sub), "```"]

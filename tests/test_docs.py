@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fastnn import _cli_doc, cli
+from fastnn import _cli_doc
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = _cli_doc.subcommands()
