@@ -46,8 +46,13 @@ def test_train_help_is_grouped():
     assert [a.dest for a in ungrouped._group_actions] == ["help"]
 
 
-def test_the_readme_links_only_to_files_that_exist():
-    readme = (REPO / "README.md").read_text()
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.name for p in (REPO / "docs").glob("*.md"))])
+def test_the_docs_link_only_to_files_that_exist(page):
+    path = REPO / page if page == "README.md" else REPO / "docs" / page
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", path.read_text()):
         if not target.startswith(("http://", "https://")):
-            assert (REPO / target).exists(), target
+            assert (path.parent / target).exists(), (page, target)
+
+
+def test_the_readme_stays_short():
+    assert len((REPO / "README.md").read_text().splitlines()) <= 200
