@@ -33,7 +33,7 @@ EPILOG = """examples:
   fastnn evaluate model.npz              test accuracy and loss of a saved model
   fastnn predict model.npz shirt.png     classify PNG/JPEG images with a saved model
   fastnn sweep sweeps/fashion_mnist.yaml run a W&B-format hyperparameter sweep locally
-  fastnn report results/fashion_mnist    tables and figures of a finished sweep
+  fastnn report results/fashion_mnist    tables and figures of a sweep, in its results folder
   fastnn data fashion_mnist              find or download a data set
 
 exit codes: 0 success, 1 error (data, model file, output), 2 bad usage or settings,
@@ -261,15 +261,23 @@ def build_parser():
     pr.add_argument("--top", type=int, default=3, help="classes to show per image")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
 
-    rp = sub.add_parser("report", help="tables and figures of a sweep, into reports/")
+    rp = sub.add_parser("report", help="tables and figures of a sweep, beside its results")
     rp.add_argument("results", help="results directory of fastnn sweep")
-    rp.add_argument("--out", default="reports", help="output directory")
+    rp.add_argument("--out", default=None, metavar="DIR",
+                    help="output directory (default: RESULTS/report)")
     rp.add_argument("--data-dir", default=None, help="directory with the IDX files")
-    rp.add_argument("--mnist-dir", default=None, help="where MNIST is (default: --data-dir)")
-    rp.add_argument("--no-mnist", action="store_true", help="skip the MNIST section")
-    rp.add_argument("--seeds", type=int, default=3,
-                    help="re-train the 3 best configurations and the default with this many "
-                         "seeds (0: skip)")
+    rp.add_argument("--seeds", type=int, default=0,
+                    help="re-train the 3 best configurations and fastnn train's default with "
+                         "this many seeds each, to show how much of the ranking is luck")
+    rp.add_argument("--compare-loss", action="store_true",
+                    help="train the best configuration again with squared-error loss and "
+                         "compare it with cross-entropy")
+    rp.add_argument("--mnist", action="store_true",
+                    help="train three configurations chosen from the sweep on MNIST")
+    rp.add_argument("--mnist-dir", default=None,
+                    help="where MNIST is (implies --mnist; default: --data-dir)")
+    rp.add_argument("--no-mnist", action="store_true",
+                    help="no MNIST section (the default; kept for older scripts)")
     rp.add_argument("--stronger", default=None, metavar="DIR",
                     help="results of a sweep outside the classic space: section 9, and its "
                          "best run joins the MNIST configurations")
@@ -617,10 +625,14 @@ def cmd_report(args, out):
 
     if args.seeds < 0:
         raise ConfigError(f"seeds must be >= 0, got {args.seeds}")
+    if args.no_mnist and (args.mnist or args.mnist_dir):
+        raise ConfigError("--no-mnist contradicts --mnist/--mnist-dir")
+    mnist = args.mnist or args.mnist_dir is not None
     path = report.write_report(args.results, args.out, data_dir=args.data_dir,
-                               mnist_dir=False if args.no_mnist else args.mnist_dir,
+                               mnist_dir=(args.mnist_dir or args.data_dir) if mnist else False,
                                log=lambda msg: print(msg, file=out, flush=True),
-                               seeds=args.seeds, stronger=args.stronger)
+                               seeds=args.seeds, stronger=args.stronger,
+                               compare_loss=args.compare_loss)
     print(f"report written to {path}", file=out)
     return 0
 

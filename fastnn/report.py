@@ -1,9 +1,11 @@
-"""``fastnn report RESULTS_DIR``: tables and figures of a sweep, written to reports/.
+"""``fastnn report RESULTS_DIR``: tables and figures of a sweep, written beside its results.
 
 matplotlib and pandas are imported here only (the ``plot`` extra). The
-report reads ``results.jsonl`` of a sweep and the saved model of its best
-run, and trains a few extra runs itself: the best configuration with
-squared-error loss, and three configurations on MNIST.
+report reads ``results.jsonl`` of a sweep, its sweep file (for the metric
+and goal that choose the best run) and the saved model of its best run. It
+trains nothing unless asked: ``seeds`` re-trains the top configurations
+with several seeds, ``compare_loss`` the best one with squared-error loss,
+``mnist_dir`` three configurations on MNIST.
 """
 
 import dataclasses
@@ -21,6 +23,8 @@ from .errors import FastnnError
 
 HYPERPARAMETERS = ("epochs", "num_layers", "hidden_size", "weight_decay", "lr", "optimizer",
                    "batch_size", "weight_init", "activation", "loss")
+# Settings that describe the data, not the configuration: never a swept column.
+_NOT_SWEPT = ("dataset", "seed", "dtype", "val_fraction")
 
 
 def _plt():
@@ -44,18 +48,20 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def runs_frame(records):
-    """One row per finished run: its hyperparameters and results (pandas)."""
+def runs_frame(records, metric="val_accuracy"):
+    """One row per finished run: its settings, results and the sweep's ``metric`` (pandas)."""
     _, pd = _plt()
+    finished = [r for r in records if r.get("status") == "finished"]
+    keys = list(HYPERPARAMETERS) + sorted({k for r in finished for k in r["config"]}
+                                          - set(HYPERPARAMETERS) - set(_NOT_SWEPT))
     rows = []
-    for r in records:
-        if r.get("status") != "finished":
-            continue
+    for r in finished:
         cfg = r["config"]
-        rows.append({**{k: cfg.get(k, getattr(TrainConfig(), k)) for k in HYPERPARAMETERS},
+        rows.append({**{k: cfg.get(k, getattr(TrainConfig(), k, None)) for k in keys},
                      "run_id": r["run_id"], "index": r["index"],
-                     "val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
-                     "wall_time": r["wall_time"]})
+                     "val_accuracy": r["val_accuracy"], "val_loss": r.get("val_loss"),
+                     "test_accuracy": r["test_accuracy"], "wall_time": r["wall_time"],
+                     "metric": r.get(metric, r["val_accuracy"])})
     df = pd.DataFrame(rows)
     if len(df):
         for col in ("activation", "weight_init", "optimizer", "loss"):
@@ -63,8 +69,26 @@ def runs_frame(records):
     return df
 
 
+_RESULT_COLUMNS = ("run_id", "index", "val_accuracy", "val_loss", "test_accuracy", "wall_time",
+                   "metric")
+
+
 def swept_columns(df):
-    return [c for c in HYPERPARAMETERS if c in df and df[c].nunique() > 1]
+    """The settings that vary across the runs: the classic ones first, then any other."""
+    return [c for c in df.columns if c not in _RESULT_COLUMNS
+            and df[c].astype(str).nunique() > 1]
+
+
+def ranked(df, goal="maximize"):
+    """The runs best first by the sweep's metric."""
+    return df.sort_values("metric", ascending=goal == "minimize", kind="stable")
+
+
+def _fmt(value):
+    """A setting as a table shows it: floats to four significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def effects(df):
@@ -96,17 +120,17 @@ def observations(df, eff):
         if len(t) < 2:
             continue
         best, worst = t.index[0], t.index[-1]
-        notes.append(f"{col}: {best} has the highest mean validation accuracy "
+        notes.append(f"{col}: {_fmt(best)} has the highest mean validation accuracy "
                      f"({t['mean'].iloc[0]:.2%} over {int(t['count'].iloc[0])} runs), "
-                     f"{worst} the lowest ({t['mean'].iloc[-1]:.2%}); the best single run "
-                     f"with {col}={t['max'].idxmax()} reached {t['max'].max():.2%}.")
+                     f"{_fmt(worst)} the lowest ({t['mean'].iloc[-1]:.2%}); the best single run "
+                     f"with {col}={_fmt(t['max'].idxmax())} reached {t['max'].max():.2%}.")
     low = df[df["val_accuracy"] < 0.5]
     if len(low):
         common = {c: low[c].value_counts().idxmax() for c in swept_columns(df)}
         share = {c: (low[c] == v).mean() for c, v in common.items()}
         top = sorted(share.items(), key=lambda kv: -kv[1])[:2]
         notes.append(f"{len(low)} of {len(df)} runs stayed below 50% validation accuracy; "
-                     + " and ".join(f"{share_:.0%} of them had {c}={common[c]}"
+                     + " and ".join(f"{share_:.0%} of them had {c}={_fmt(common[c])}"
                                     for c, share_ in top) + ".")
     return notes
 
@@ -120,7 +144,9 @@ def plot_parallel(df, path, top=10):
     first; categorical values are spread a little (seeded jitter) so that
     runs sharing a value do not collapse into one band; the ``top`` runs
     are drawn last, on top, in a highlight colour. The accuracy axis runs
-    over the best quarter of the runs (weaker ones sit at the bottom).
+    from the lowest to the highest value drawn on it.
+
+    Returns the values written on the accuracy axis, bottom to top.
     """
     plt, _ = _plt()
     cols = swept_columns(df)
@@ -129,7 +155,7 @@ def plot_parallel(df, path, top=10):
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(cols) + 3), 5.5))
     cmap = plt.get_cmap("viridis")
     acc = df["val_accuracy"].to_numpy(dtype=float)
-    lo, hi = float(np.percentile(acc, 75)), float(acc.max())
+    lo, hi = float(acc.min()), float(acc.max())
     span = hi - lo or 1.0
     rank = acc.argsort().argsort() / max(n - 1, 1)  # 0 = weakest, 1 = best
     positions, spread = {}, {}
@@ -154,12 +180,13 @@ def plot_parallel(df, path, top=10):
     for x, c in enumerate(cols):
         ax.axvline(x, color="0.6", lw=0.8, zorder=1)
         for v, y in positions[c].items():
-            ax.text(x, y, f" {v}", fontsize=7, va="center", zorder=4,
+            ax.text(x, y, f" {_fmt(v)}", fontsize=7, va="center", zorder=4,
                     bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5})
     x_acc = len(cols)
     ax.axvline(x_acc, color="0.6", lw=0.8, zorder=1)
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        ax.text(x_acc, frac, f" {lo + frac * span:.1%}", fontsize=7, va="center", zorder=4)
+    labels = [lo + frac * span for frac in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    for frac, value in zip((0.0, 0.25, 0.5, 0.75, 1.0), labels):
+        ax.text(x_acc, frac, f" {value:.1%}", fontsize=7, va="center", zorder=4)
     ax.set_xticks(range(len(cols) + 1), cols + ["val_accuracy"], rotation=30)
     ax.set_yticks([])
     ax.set_ylim(-0.06, 1.06)
@@ -170,6 +197,7 @@ def plot_parallel(df, path, top=10):
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 100))
     fig.colorbar(sm, ax=ax, label="rank in validation accuracy (percentile)")
     _save(fig, path)
+    return labels
 
 
 def plot_run_order(df, path):
@@ -239,8 +267,8 @@ def train_config(values, dataset, data_dir, seed, split=None):
     return net, history, net.evaluate(split.X_test, split.y_test)[1], split, seconds
 
 
-def seed_study(df, records, dataset, data_dir, seeds, top=3, log=None):
-    """Re-train the ``top`` configurations (by validation accuracy) with seeds 0..seeds-1.
+def seed_study(df, records, dataset, data_dir, seeds, top=3, log=None, goal="maximize"):
+    """Re-train the ``top`` configurations (by the sweep's metric) with seeds 0..seeds-1.
 
     A single run's accuracy moves by a few tenths of a point with its seed,
     so the sweep's ranking is partly luck; this measures how much. The
@@ -258,9 +286,9 @@ def seed_study(df, records, dataset, data_dir, seeds, top=3, log=None):
     by_id = {r["run_id"]: r for r in records}
     split = datasets.prepare(dataset, data_dir=data_dir, seed=0)
     rows = []
-    ranked = df.sort_values("val_accuracy", ascending=False).head(top)
+    best = ranked(df, goal).head(top)
     entries = [(by_id[rid]["config"], f"sweep #{rank}", val)
-               for rank, (rid, val) in enumerate(zip(ranked["run_id"], ranked["val_accuracy"]), 1)]
+               for rank, (rid, val) in enumerate(zip(best["run_id"], best["val_accuracy"]), 1)]
     default = {k: v for k, v in TrainConfig().to_dict().items() if k in HYPERPARAMETERS}
     entries.append((default, "fastnn train default", None))
     for config, label, sweep_val in entries:
@@ -299,7 +327,7 @@ def _short(values):
     """``key=value, ...`` for the settings that describe a configuration."""
     keys = [k for k in HYPERPARAMETERS if k in values]
     keys += sorted(set(values) - set(keys) - {"dataset", "seed"})
-    return ", ".join(f"{k}={values[k]}" for k in keys)
+    return ", ".join(f"{k}={_fmt(values[k])}" for k in keys)
 
 
 def choose_mnist_configs(df, records, stronger=None):
@@ -362,19 +390,27 @@ def choose_mnist_configs(df, records, stronger=None):
 
 
 # ------------------------------------------------------------------- main
-def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, log=None,
-                 seeds=3, stronger=None):
+def write_report(results_dir, out_dir=None, data_dir=None, mnist_dir=False, log=None,
+                 seeds=0, stronger=None, compare_loss=False):
     """Write ``out_dir/sweep.md`` and its figures from a sweep's results.
 
-    ``log``, if given, is called with a line of progress before each extra
-    training run (the library itself prints nothing). ``seeds`` > 0 adds
-    the seed study (:func:`seed_study`) to section 1. ``stronger`` is the
-    results directory of a sweep outside the classic search space: it gets
-    section 9, and its best run becomes one of the MNIST configurations.
+    The best run and the ranking follow the sweep's own metric and goal
+    (from its ``sweep.json``; validation accuracy, maximised, when there is
+    none); the tables show every setting the runs vary. ``out_dir``
+    defaults to ``RESULTS_DIR/report``. Nothing is trained unless asked:
+    ``seeds`` > 0 adds the seed study (:func:`seed_study`) to section 1,
+    ``compare_loss`` section 7 (the best configuration with squared error),
+    ``mnist_dir`` (a data directory, or None to search the usual places)
+    section 8, three configurations on MNIST. ``log``, if given, is called
+    with a line of progress, and with the expected time before any training
+    (the library itself prints nothing). ``stronger`` is the results
+    directory of a sweep outside the classic search space: it gets section
+    9, and its best run becomes one of the MNIST configurations.
     """
     log = log or (lambda message: None)
     _plt()  # fail early, before any training, if matplotlib or pandas is missing
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     records = sweep.read_results(results_dir)
     if not records:
         raise FastnnError(f"{results_dir}: no results.jsonl with runs in it")
@@ -383,13 +419,17 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
         strong_records = [r for r in sweep.read_results(stronger) if r.get("status") == "finished"]
         if not strong_records:
             raise FastnnError(f"{stronger}: no results.jsonl with finished runs in it")
-    df = runs_frame(records)
-    if not len(df):
-        raise FastnnError(f"{results_dir}: no finished runs to report on")
-    fig_dir = out_dir / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     spec_info = json.loads((results_dir / sweep.SPEC_FILE).read_text()) \
         if (results_dir / sweep.SPEC_FILE).exists() else {}
+    metric_spec = (spec_info.get("spec") or {}).get("metric") or {}
+    metric = metric_spec.get("name", "val_accuracy")
+    goal = metric_spec.get("goal", "maximize")
+    df = runs_frame(records, metric)
+    if not len(df):
+        raise FastnnError(f"{results_dir}: no finished runs to report on")
+    _announce_training(df, seeds, compare_loss, mnist_dir is not False, log)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
     dataset = records[0]["config"].get("dataset") or "fashion_mnist"
     if strong_records:
         other = strong_records[0]["config"].get("dataset") or "fashion_mnist"
@@ -409,20 +449,23 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
                                  sort_keys=False).strip(), "```", ""]
 
     # 1. top runs
-    top = df.sort_values("val_accuracy", ascending=False).head(10)
+    top = ranked(df, goal).head(10)
     cols = swept_columns(df)
-    lines += ["## 1. Top runs", "", "| rank | " + " | ".join(cols) + " | val acc | test acc | "
-              "time |", "|" + "---|" * (len(cols) + 4)]
+    extra = [] if metric == "val_accuracy" else [metric]
+    lines += ["## 1. Top runs", "", f"Ranked by the sweep's metric, {metric} ({goal}).", "",
+              "| rank | " + " | ".join(cols + extra) + " | val acc | test acc | time |",
+              "|" + "---|" * (len(cols) + len(extra) + 4)]
     for rank, (_, row) in enumerate(top.iterrows(), 1):
-        lines.append(f"| {rank} | " + " | ".join(str(row[c]) for c in cols)
+        lines.append(f"| {rank} | " + " | ".join(_fmt(row[c]) for c in cols)
+                     + "".join(f" | {row['metric']:.4g}" for _ in extra)
                      + f" | {row['val_accuracy']:.2%} | {row['test_accuracy']:.2%} | "
                      f"{row['wall_time']:.1f} s |")
-    best_rec = sweep.best_run(records)
-    lines += ["", (f"Best configuration (run {best_rec['run_id']}): "
+    best_rec = sweep.best_run(records, metric, goal)
+    lines += ["", (f"Best configuration by {metric} (run {best_rec['run_id']}): "
               f"`{json.dumps(best_rec['config'])}`."), ""]
     if seeds:
-        lines += _seed_study_lines(seed_study(df, records, dataset, data_dir, seeds, log=log),
-                                   seeds)
+        lines += _seed_study_lines(seed_study(df, records, dataset, data_dir, seeds, log=log,
+                                              goal=goal), seeds)
 
     # 2. parallel coordinates
     plot_parallel(df, fig_dir / "parallel_coordinates.png")
@@ -437,7 +480,7 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     for col, info in eff.items():
         t = info["table"]
         lines.append(f"- **{col}** ({info['eta2']:.0%} of variance): " + "; ".join(
-            f"{idx}: mean {r['mean']:.2%}, best {r['max']:.2%} (n={int(r['count'])})"
+            f"{_fmt(idx)}: mean {r['mean']:.2%}, best {r['max']:.2%} (n={int(r['count'])})"
             for idx, r in t.iterrows()))
     lines += ["", "Observations:", ""] + [f"- {n}" for n in observations(df, eff)] + [""]
 
@@ -482,7 +525,38 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
               "![learning curves](figures/learning_curves.png)", ""]
 
     # 7. cross-entropy against squared error at the best configuration
+    if compare_loss:
+        lines += _loss_section(best_rec, dataset, data_dir, fig_dir, log)
+
+    # 8. MNIST
+    if mnist_dir is not False:
+        n_sweep_train = len(ds.x_train) - math.ceil(0.1 * len(ds.x_train))
+        lines += _mnist_section(df, records, mnist_dir if mnist_dir else data_dir, log,
+                                n_sweep_train, strong_records)
+
+    # 9. outside the classic search space
+    if strong_records:
+        lines += _stronger_section(stronger, strong_records)
+    atomic_write_bytes(out_dir / "sweep.md", ("\n".join(lines) + "\n").encode())
+    return out_dir / "sweep.md"
+
+
+def _announce_training(df, seeds, compare_loss, mnist, log):
+    """Tell, before any training, what will be trained and about how long it takes."""
+    per_run = float(df["wall_time"].median())
+    runs = 4 * seeds + 2 * compare_loss  # top 3 + the default, per seed; CE and MSE
+    parts = [f"{4 * seeds} seed-study runs"] * bool(seeds) + ["2 loss runs"] * compare_loss
+    if mnist:
+        parts.append("3 MNIST runs (time depends on the MNIST training set)")
+    if parts:
+        log(f"training {', '.join(parts)}: about {runs * per_run / 60:.1f} minutes on one "
+            f"worker from the sweep's median run time ({per_run:.1f} s)"
+            + (", plus the MNIST runs" if mnist else ""))
+
+
+def _loss_section(best_rec, dataset, data_dir, fig_dir, log):
     log("training the best configuration with cross-entropy and squared error")
+    lines = []
     pair = []
     for loss in ("cross_entropy", "mean_squared_error"):
         values = {**best_rec["config"], "loss": loss}
@@ -498,18 +572,7 @@ def write_report(results_dir, out_dir="reports", data_dir=None, mnist_dir=None, 
     lines += [f"| {p[0]} | {p[1]['val_accuracy'][-1]:.2%} | {p[2]:.2%} | {p[3]:.1f} s |"
               for p in pair]
     lines += ["", "![cross-entropy vs squared error](figures/ce_vs_mse.png)", ""]
-
-    # 8. MNIST
-    if mnist_dir is not False:
-        n_sweep_train = len(ds.x_train) - math.ceil(0.1 * len(ds.x_train))
-        lines += _mnist_section(df, records, mnist_dir if mnist_dir else data_dir, log,
-                                n_sweep_train, strong_records)
-
-    # 9. outside the classic search space
-    if strong_records:
-        lines += _stronger_section(stronger, strong_records)
-    atomic_write_bytes(out_dir / "sweep.md", ("\n".join(lines) + "\n").encode())
-    return out_dir / "sweep.md"
+    return lines
 
 
 def _stronger_section(results_dir, records):

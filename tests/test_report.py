@@ -50,7 +50,8 @@ def sweep_results(tmp_path_factory):
 def test_report_writes_every_figure_and_the_right_numbers(sweep_results, tmp_path, capsys,
                                                           mnist_data):
     out = tmp_path / "reports"
-    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(mnist_data)])
+    rc = main(["report", str(sweep_results), "--out", str(out), "--mnist-dir", str(mnist_data),
+               "--seeds", "3", "--compare-loss"])
     assert rc == 0, capsys.readouterr().err
     for name in FIGURES:
         data = (out / "figures" / name).read_bytes()
@@ -177,3 +178,63 @@ def test_report_without_results_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no results.jsonl" in err[0]
+
+
+VAL_LOSS_SPEC = """
+method: grid
+metric: {name: val_loss, goal: minimize}
+parameters:
+  dataset: {value: digits}
+  epochs: {value: 2}
+  num_layers: {value: 1}
+  hidden_size: {value: 8}
+  dropout: {values: [0.0, 0.3]}
+  learning_rate: {values: [0.0018611728721136588, 0.3]}
+"""
+
+
+@pytest.fixture(scope="module")
+def val_loss_results(tmp_path_factory):
+    return _run_spec(tmp_path_factory, VAL_LOSS_SPEC)
+
+
+def test_report_follows_the_sweeps_metric_and_shows_every_swept_setting(val_loss_results,
+                                                                          capsys):
+    records = sweep.read_results(val_loss_results)
+    best_loss = min(records, key=lambda r: r["val_loss"])
+    best_acc = max(records, key=lambda r: r["val_accuracy"])
+    assert best_loss["run_id"] != best_acc["run_id"] or len(records) == 1
+    rc = main(["report", str(val_loss_results)])  # no flags: trains nothing
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "training" not in out  # nothing trained, nothing announced
+    text = (val_loss_results / "report" / "sweep.md").read_text()  # beside the results
+    assert f"Best configuration by val_loss (run {best_loss['run_id']})" in text
+    assert "Ranked by the sweep's metric, val_loss (minimize)." in text
+    header = next(line for line in text.splitlines() if line.startswith("| rank |"))
+    assert "| dropout |" in header and "| lr |" in header and "| val_loss |" in header
+    top_row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert f"{best_loss['val_loss']:.4g}" in top_row
+    assert "0.001861 |" in text and "0.0018611728721136588" not in text.split("```")[-1]
+    for section in ("## 7.", "## 8.", "### Over"):
+        assert section not in text
+
+
+def test_report_announces_how_long_the_training_it_was_asked_for_takes(val_loss_results,
+                                                                        tmp_path, capsys):
+    rc = main(["report", str(val_loss_results), "--out", str(tmp_path), "--seeds", "1",
+               "--compare-loss"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    first = out.splitlines()[0]
+    assert first.startswith("training 4 seed-study runs, 2 loss runs: about ")
+    assert "minutes on one worker from the sweep's median run time" in first
+
+
+def test_the_accuracy_axis_covers_every_value_drawn(sweep_results, tmp_path):
+    from fastnn import report
+
+    df = report.runs_frame(sweep.read_results(sweep_results))
+    df["val_accuracy"] = [0.243, 0.347, 0.392, 0.9][:len(df)]
+    labels = report.plot_parallel(df, tmp_path / "p.png")
+    assert labels[0] <= df["val_accuracy"].min() and labels[-1] >= df["val_accuracy"].max()
