@@ -94,7 +94,7 @@ def square_(g, out, mask):
     ``gs = zero if abs(g) < sqrt(tiny) else g`` before ``gs * gs``.
     """
     np.abs(g, out=out)
-    np.less(out, np.sqrt(np.finfo(g.dtype).tiny), out=mask)
+    np.less(out, delta_floor(g.dtype), out=mask)  # sqrt(tiny), as for dL/dz
     np.copyto(out, g)
     np.copyto(out, 0, where=mask)
     np.multiply(out, out, out=out)

@@ -674,7 +674,7 @@ class CompiledStep:
                                    net._drop_scale, net._target_on, net._target_off)
         self._consts[_F_LAM] = 1  # no mixup: lam = 1, mu = 0
         self._consts[_F_TINY] = _subnormal.tiny(net.dtype)  # optimizer state below it is flushed
-        self._consts[_F_DELTA_FLOOR] = _subnormal.delta_floor(net.dtype)  # dL/dz below it too
+        self._consts[_F_DELTA_FLOOR] = net._delta_floor  # dL/dz below it is stored as 0
         self._out = np.zeros(4)
         # the batch, then one row of scratch for mixup
         self._xb = np.empty((batch_size + 1) * net.n_features, dtype=net.dtype)

@@ -131,6 +131,14 @@ def test_report_rejects_negative_seeds(sweep_results, tmp_path, capsys):
     assert not (tmp_path / "sweep.md").exists()
 
 
+def test_report_no_mnist_with_mnist_is_a_one_line_usage_error(sweep_results, tmp_path, capsys):
+    assert main(["report", str(sweep_results), "--out", str(tmp_path / "r"), "--no-mnist",
+                 "--mnist"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--no-mnist contradicts --mnist" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
 def test_report_stronger_without_results_is_a_one_line_error(sweep_results, tmp_path, capsys):
     assert main(["report", str(sweep_results), "--out", str(tmp_path / "r"), "--no-mnist",
                  "--stronger", str(tmp_path / "nothing")]) == 1
