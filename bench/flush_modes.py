@@ -75,8 +75,20 @@ def _kernels():
         plain(w, g, m, v, c1, c2, eps, step, c1 - c1)
         set_mxcsr(old)
 
-    # fastnn's own loop: the flush as a select
-    select = _jit.compiled(optimizers.Adam._fused, "float32")
+    # fastnn's own loop: the flush as a select; it reads its scalars from a
+    # typed record, filled here inside compiled code so that the three
+    # loops are called the same way
+    adam = _jit.compiled(optimizers.Adam._fused, "float32")
+    record_type = optimizers.record_dtype(optimizers.Adam._fields, "float32")
+
+    @njit(error_model="numpy")
+    def select(w, g, m, v, c1, c2, eps, step, tiny):
+        record = np.empty(1, dtype=record_type)
+        record[0].one_minus_beta1, record[0].one_minus_beta2 = c1, c2
+        record[0].eps_scaled, record[0].step = eps, step
+        record[0].keep, record[0].tiny = c1 - c1 + 1, tiny  # keep = 1: plain Adam
+        adam(w, g, m, v, record)
+
     return plain, select, ftz_daz
 
 

@@ -44,16 +44,20 @@ INSTALL_HINT = 'pip install "fastnn[fast]"'
 _FLOAT = re.compile(r"\bF\b")
 
 
-def fused(signature):
+def fused(signature, **records):
     """Mark a pure-Python loop as a fused kernel with a numba ``signature``.
 
     ``F`` in the signature stands for the float type (float32 or float64):
-    ``"void(F[::1], F[::1], F)"``. The function itself stays a plain Python
-    function (importing fastnn never imports numba); :func:`compiled` turns
-    it into machine code.
+    ``"void(F[::1], F[::1], F)"``. Each keyword names a typed record in the
+    signature and gives the function that makes its NumPy structured dtype
+    for a float dtype: ``@fused("void(F[::1], S[::1])", S=settings_dtype)``
+    takes a one-element record array whose fields the kernel reads by name.
+    The function itself stays a plain Python function (importing fastnn
+    never imports numba); :func:`compiled` turns it into machine code.
     """
     def mark(func):
         func.numba_signature = signature
+        func.numba_records = records
         return func
 
     return mark
@@ -155,35 +159,65 @@ def compiled(func, dtype_name):
     import numba
 
     signature = _FLOAT.sub(dtype_name, func.numba_signature)
+    records = getattr(func, "numba_records", None)
+    if records:
+        names = dict(vars(numba.types))
+        names.update({key: numba.from_dtype(make(dtype_name))
+                      for key, make in records.items()})
+        signature = eval(signature, {"__builtins__": {}}, names)
     return numba.njit(signature, cache=True, nogil=True, error_model="numpy")(func)
 
 
 @functools.cache
-def _lazy(func):
+def _lazy(func, bindings=()):
     """``func`` as a numba dispatcher typed at its first compile, its kernel calls too.
 
     Every global that ``func`` calls and that is itself marked with
     :func:`fused` is replaced, in a copy of ``func``'s globals, by its own
     lazy dispatcher, so a composite kernel (the compiled training step) calls
     the very loops the Python step calls, compiled into one program.
+    ``bindings`` (pairs of global name and fused kernel) first rebind names
+    of ``func``'s globals: see :func:`specialized`.
     """
     import numba
 
+    bound = dict(bindings)
     names = {}
     for name in func.__code__.co_names:
-        obj = func.__globals__.get(name)
+        obj = bound.get(name, func.__globals__.get(name))
         if obj is call_c:
             names[name] = _call_c_intrinsic()
+        elif getattr(obj, "numba_signature", False) is None:  # a composite: bind it too
+            names[name] = _lazy(obj, bindings)
         elif hasattr(obj, "numba_signature"):
             names[name] = _lazy(obj)
     if names:
         func_globals = {**func.__globals__, **names}
         rebuilt = types.FunctionType(func.__code__, func_globals, func.__name__,
                                      func.__defaults__, func.__closure__)
-        rebuilt.__qualname__ = func.__qualname__
+        # The disk cache is keyed by the qualified name: each binding its own.
+        suffix = "".join(f"__{kernel.__name__.strip('_')}" for _, kernel in bindings)
+        rebuilt.__qualname__ = func.__qualname__ + suffix
         rebuilt.__module__ = func.__module__
         func = rebuilt
     return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+
+
+def specialized(func, args, **bindings):
+    """``func`` with some of the kernels it calls chosen now, compiled for ``args``.
+
+    ``bindings`` maps names that ``func`` calls as globals to fused kernels
+    (for example the activation of one network, taken from its registry
+    entry): the compiled program calls them directly, with no dispatch at
+    run time, and is cached on disk apart from every other binding.
+    """
+    if not numba_available():
+        raise ConfigError(f"the numba kernels need numba: {INSTALL_HINT}")
+    import numba
+
+    dispatcher = _lazy(func, tuple(sorted(bindings.items())))
+    dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
+    return dispatcher
 
 
 def call_c(address, args):
@@ -221,23 +255,6 @@ def _call_c_intrinsic():
         return nb_types.void(address, args), codegen
 
     return call_c_intrinsic
-
-
-def compiled_for(func, args):
-    """``func`` (a composite kernel) compiled for the types of ``args``, now.
-
-    For kernels whose arguments cannot be spelled as a signature string (a
-    ctypes BLAS function, read-only input arrays): the caller passes the
-    arrays it will call with, so nothing compiles later inside a loop.
-    Cached on disk like :func:`compiled`.
-    """
-    if not numba_available():
-        raise ConfigError(f"the numba kernels need numba: {INSTALL_HINT}")
-    import numba
-
-    dispatcher = _lazy(func)
-    dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
-    return dispatcher
 
 
 def kernel_dtype(dtype):

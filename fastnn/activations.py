@@ -1,42 +1,104 @@
-"""Hidden-layer activations as in-place forward/backward pairs.
+"""Hidden-layer activations, each registered once with its two kernel sets.
 
-Each forward overwrites its argument ``z`` (the pre-activation) with the
-activation ``a``. Each backward scales the upstream gradient ``delta``
-(dL/da on entry, dL/dz on exit) in place, using only the forward *output*
-``a``; so no activation needs to keep its input. ``scratch`` is a buffer of
-the same shape and dtype that a backward may overwrite.
+An :class:`Activation` holds the NumPy reference and the fused (numba)
+kernels of one activation side by side; :data:`REGISTRY` is the one list
+of them. The CLI's choices, config validation, the model file's names and
+the compiled training step's dispatch all come from it.
 
-Each activation also has a fused pair for the numba kernel set (marked
-``@fused``, compiled by :mod:`fastnn._jit`): the forward adds the bias and
-applies the activation in one pass over ``z``; the backward applies the
-dropout mask (when ``use_mask``) and the derivative to ``delta`` in one
-pass, with no scratch buffer. Arrays are C-contiguous (n, units); the
-scalars ``half``/``one`` come in already in the array dtype, so float32
-math stays float32 (a Python literal would make numba compute in float64).
+NumPy reference (``forward(z, pre, scratch, s)``, ``backward(delta, a,
+pre, scratch, s)``): the forward overwrites the pre-activation ``z`` with
+the activation ``a``; the backward scales the upstream gradient ``delta``
+(dL/da on entry, dL/dz on exit) in place. Most activations need only the
+forward *output* ``a`` for that; one that ``needs_input`` (GELU, SiLU)
+gets ``pre``, a buffer into which its forward copies ``z``, and its
+backward may overwrite ``pre`` as scratch. ``scratch`` is a buffer of the
+same shape and dtype, ``s`` the network's settings record
+(:mod:`fastnn.settings`), read for the activation's ``constants``.
 
-NOTE: every function here mutates its first argument.
+Fused pair (``@fused``, compiled by :mod:`fastnn._jit`): the forward adds
+the bias and applies the activation in one pass over ``z`` (writing
+``pre`` when it needs its input); the backward applies the dropout mask
+(when ``use_mask``) and the derivative to ``delta`` in one pass. Arrays
+are C-contiguous (n, units); every constant is read from the settings
+record in the array dtype, so float32 math stays float32.
+
+Adding an activation is one :func:`register` call (see docs/design.md).
+
+NOTE: every kernel here mutates its first argument.
 """
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._jit import fused
 from .errors import ConfigError
+from .settings import network_dtype
 
-_FORWARD_SIG = "void(F[:, ::1], F[::1], F, F)"
-_BACKWARD_SIG = "void(F[:, ::1], F[:, ::1], F[:, ::1], boolean, F)"
+_FORWARD_SIG = "void(F[:, ::1], F[::1], F[:, ::1], S[::1])"
+_BACKWARD_SIG = "void(F[:, ::1], F[:, ::1], F[:, ::1], F[:, ::1], boolean, S[::1])"
 
 
-def _identity_forward(z):
+@dataclass(frozen=True)
+class Activation:
+    """One activation: its NumPy reference and fused kernels, declared together.
+
+    ``constants`` maps names to values the kernels read from the settings
+    record (in the network dtype); ``needs_input`` asks the network for a
+    ``pre`` buffer holding the pre-activation for the backward pass.
+    """
+
+    name: str
+    forward: Callable
+    backward: Callable
+    forward_fused: Callable
+    backward_fused: Callable
+    needs_input: bool = False
+    constants: dict = field(default_factory=dict)
+    doc: str = ""
+
+
+REGISTRY = {}
+CONSTANTS = {}  # every activation's constants (fields of the settings record)
+
+
+def register(activation):
+    """Add ``activation`` to :data:`REGISTRY` (its constants to :data:`CONSTANTS`)."""
+    for name, value in activation.constants.items():
+        if CONSTANTS.setdefault(name, value) != value:
+            raise ValueError(f"constant {name!r} already has another value")
+    REGISTRY[activation.name] = activation
+    return activation
+
+
+# ------------------------------------------------------------------ identity
+def _identity_forward(z, pre, scratch, s):
     return z
 
 
-def _identity_backward(delta, a, scratch):
+def _identity_backward(delta, a, pre, scratch, s):
     return delta
 
 
-def _sigmoid_forward(z):
+@fused(_FORWARD_SIG, S=network_dtype)
+def _identity_forward_fused(z, b, pre, s):
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] += b[j]
+
+
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _identity_backward_fused(delta, a, pre, mask, use_mask, s):
+    if use_mask:
+        for i in range(delta.shape[0]):
+            for j in range(delta.shape[1]):
+                delta[i, j] *= mask[i, j]
+
+
+# ------------------------------------------------------------------- sigmoid
+def _sigmoid_forward(z, pre, scratch, s):
     # sigmoid(z) = (1 + tanh(z/2)) / 2: never overflows, unlike 1/(1+exp(-z)),
     # and costs the same three passes.
     z *= 0.5
@@ -46,7 +108,7 @@ def _sigmoid_forward(z):
     return z
 
 
-def _sigmoid_backward(delta, a, scratch):
+def _sigmoid_backward(delta, a, pre, scratch, s):
     # delta *= a * (1 - a)
     np.subtract(1.0, a, out=scratch)
     scratch *= a
@@ -54,11 +116,29 @@ def _sigmoid_backward(delta, a, scratch):
     return delta
 
 
-def _tanh_forward(z):
+@fused(_FORWARD_SIG, S=network_dtype)
+def _sigmoid_forward_fused(z, b, pre, s):
+    half, one = s[0].half, s[0].one
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] = (math.tanh((z[i, j] + b[j]) * half) + one) * half
+
+
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _sigmoid_backward_fused(delta, a, pre, mask, use_mask, s):
+    one = s[0].one
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            delta[i, j] = d * ((one - a[i, j]) * a[i, j])
+
+
+# ---------------------------------------------------------------------- tanh
+def _tanh_forward(z, pre, scratch, s):
     return np.tanh(z, out=z)
 
 
-def _tanh_backward(delta, a, scratch):
+def _tanh_backward(delta, a, pre, scratch, s):
     # delta *= 1 - a*a
     np.multiply(a, a, out=scratch)
     np.subtract(1.0, scratch, out=scratch)
@@ -66,69 +146,37 @@ def _tanh_backward(delta, a, scratch):
     return delta
 
 
-def _relu_forward(z):
-    return np.maximum(z, 0.0, out=z)
-
-
-def _relu_backward(delta, a, scratch):
-    # a > 0 exactly where z > 0, so sign(a) is the 0/1 mask of the derivative.
-    np.sign(a, out=scratch)
-    delta *= scratch
-    return delta
-
-
-# ------------------------------------------------- fused kernels (numba set)
-# Forward: z = act(z + b) in one pass (replaces `z += b` and the forward above).
-# Backward: delta *= mask (if use_mask), then *= act'(a), in one pass.
-
-@fused(_FORWARD_SIG)
-def _identity_forward_fused(z, b, half, one):
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] += b[j]
-
-
-@fused(_BACKWARD_SIG)
-def _identity_backward_fused(delta, a, mask, use_mask, one):
-    if use_mask:
-        for i in range(delta.shape[0]):
-            for j in range(delta.shape[1]):
-                delta[i, j] *= mask[i, j]
-
-
-@fused(_FORWARD_SIG)
-def _sigmoid_forward_fused(z, b, half, one):
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] = (math.tanh((z[i, j] + b[j]) * half) + one) * half
-
-
-@fused(_BACKWARD_SIG)
-def _sigmoid_backward_fused(delta, a, mask, use_mask, one):
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            delta[i, j] = d * ((one - a[i, j]) * a[i, j])
-
-
-@fused(_FORWARD_SIG)
-def _tanh_forward_fused(z, b, half, one):
+@fused(_FORWARD_SIG, S=network_dtype)
+def _tanh_forward_fused(z, b, pre, s):
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
             z[i, j] = math.tanh(z[i, j] + b[j])
 
 
-@fused(_BACKWARD_SIG)
-def _tanh_backward_fused(delta, a, mask, use_mask, one):
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _tanh_backward_fused(delta, a, pre, mask, use_mask, s):
+    one = s[0].one
     for i in range(delta.shape[0]):
         for j in range(delta.shape[1]):
             d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
             delta[i, j] = d * (one - a[i, j] * a[i, j])
 
 
-@fused(_FORWARD_SIG)
-def _relu_forward_fused(z, b, half, one):
-    zero = one - one
+# ---------------------------------------------------------------------- relu
+def _relu_forward(z, pre, scratch, s):
+    return np.maximum(z, 0.0, out=z)
+
+
+def _relu_backward(delta, a, pre, scratch, s):
+    # a > 0 exactly where z > 0, so sign(a) is the 0/1 mask of the derivative.
+    np.sign(a, out=scratch)
+    delta *= scratch
+    return delta
+
+
+@fused(_FORWARD_SIG, S=network_dtype)
+def _relu_forward_fused(z, b, pre, s):
+    zero = s[0].one - s[0].one
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
             v = z[i, j] + b[j]
@@ -136,29 +184,173 @@ def _relu_forward_fused(z, b, half, one):
             z[i, j] = zero if v < zero else v  # noqa: FURB136
 
 
-@fused(_BACKWARD_SIG)
-def _relu_backward_fused(delta, a, mask, use_mask, one):
-    zero = one - one
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _relu_backward_fused(delta, a, pre, mask, use_mask, s):
+    zero = s[0].one - s[0].one
     for i in range(delta.shape[0]):
         for j in range(delta.shape[1]):
             d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
             delta[i, j] = zero if a[i, j] == zero else d  # a is >= 0 (or NaN)
 
 
-FUSED = {
-    "identity": (_identity_forward_fused, _identity_backward_fused),
-    "sigmoid": (_sigmoid_forward_fused, _sigmoid_backward_fused),
-    "tanh": (_tanh_forward_fused, _tanh_backward_fused),
-    "relu": (_relu_forward_fused, _relu_backward_fused),
-}
+# ---------------------------------------------------------------- leaky_relu
+# leaky_relu(z) = z for z > 0, slope * z otherwise (slope 0.01, PyTorch's
+# default). The slope is positive, so a > 0 exactly where z > 0: the
+# derivative (1 there, slope elsewhere, z = 0 included as in PyTorch)
+# comes from the output.
+def _leaky_relu_forward(z, pre, scratch, s):
+    np.multiply(z, s["slope"], out=scratch)
+    return np.maximum(z, scratch, out=z)  # max(z, slope*z), NaN kept
 
 
-ACTIVATIONS = {
-    "identity": (_identity_forward, _identity_backward),
-    "sigmoid": (_sigmoid_forward, _sigmoid_backward),
-    "tanh": (_tanh_forward, _tanh_backward),
-    "relu": (_relu_forward, _relu_backward),
-}
+def _leaky_relu_backward(delta, a, pre, scratch, s):
+    slope = s["slope"]
+    np.greater(a, 0, out=scratch)  # 1 where a > 0, else 0
+    scratch *= 1 - slope
+    scratch += slope
+    delta *= scratch
+    return delta
+
+
+@fused(_FORWARD_SIG, S=network_dtype)
+def _leaky_relu_forward_fused(z, b, pre, s):
+    slope = s[0].slope
+    zero = slope - slope
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            z[i, j] = v * slope if v < zero else v  # NaN stays NaN
+
+
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _leaky_relu_backward_fused(delta, a, pre, mask, use_mask, s):
+    slope = s[0].slope
+    zero = slope - slope
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            delta[i, j] = d if a[i, j] > zero else d * slope
+
+
+# ---------------------------------------------------------------------- gelu
+# gelu(z) = z * Phi(z) = z/2 * (1 + erf(z / sqrt(2))), the exact form
+# (PyTorch's nn.GELU() default); gelu'(z) = Phi(z) + z * phi(z) with
+# phi(z) = exp(-z^2/2) / sqrt(2 pi). The derivative needs z: needs_input.
+def _erf(x, out):
+    from scipy.special import erf  # scipy comes with scikit-learn
+
+    return erf(x, out=out)
+
+
+def _gelu_forward(z, pre, scratch, s):
+    np.copyto(pre, z)
+    z *= s["gelu_scale"]
+    _erf(z, out=z)
+    z += 1.0
+    z *= pre
+    z *= 0.5
+    return z
+
+
+def _gelu_backward(delta, a, pre, scratch, s):
+    # NOTE: overwrites pre (the forward's input) as scratch.
+    np.multiply(pre, pre, out=scratch)
+    scratch *= -0.5
+    np.exp(scratch, out=scratch)
+    scratch *= s["gelu_norm"]
+    scratch *= pre  # z * phi(z)
+    pre *= s["gelu_scale"]
+    _erf(pre, out=pre)
+    pre += 1.0
+    pre *= 0.5  # Phi(z)
+    pre += scratch
+    delta *= pre
+    return delta
+
+
+@fused(_FORWARD_SIG, S=network_dtype)
+def _gelu_forward_fused(z, b, pre, s):
+    half, one, scale = s[0].half, s[0].one, s[0].gelu_scale
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            pre[i, j] = v
+            z[i, j] = (one + math.erf(v * scale)) * v * half
+
+
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _gelu_backward_fused(delta, a, pre, mask, use_mask, s):
+    half, one = s[0].half, s[0].one
+    scale, norm = s[0].gelu_scale, s[0].gelu_norm
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            v = pre[i, j]
+            cdf = (one + math.erf(v * scale)) * half
+            delta[i, j] = d * (cdf + v * (math.exp(-(v * v) * half) * norm))
+
+
+# ---------------------------------------------------------------------- silu
+# silu(z) = z * sigmoid(z) (also called swish); with s = sigmoid(z) and
+# a = z * s, silu'(z) = s * (1 + z * (1 - s)) = s + a * (1 - s).
+def _silu_forward(z, pre, scratch, s):
+    np.copyto(pre, z)
+    _sigmoid_forward(z, None, None, s)
+    z *= pre
+    return z
+
+
+def _silu_backward(delta, a, pre, scratch, s):
+    # NOTE: overwrites pre (the forward's input) as scratch.
+    np.copyto(scratch, pre)
+    _sigmoid_forward(scratch, None, None, s)  # s
+    np.subtract(1.0, scratch, out=pre)
+    pre *= a
+    pre += scratch
+    delta *= pre
+    return delta
+
+
+@fused(_FORWARD_SIG, S=network_dtype)
+def _silu_forward_fused(z, b, pre, s):
+    half, one = s[0].half, s[0].one
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            pre[i, j] = v
+            z[i, j] = (math.tanh(v * half) + one) * half * v
+
+
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _silu_backward_fused(delta, a, pre, mask, use_mask, s):
+    half, one = s[0].half, s[0].one
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            sig = (math.tanh(pre[i, j] * half) + one) * half
+            delta[i, j] = d * (sig + a[i, j] * (one - sig))
+
+
+register(Activation("identity", _identity_forward, _identity_backward,
+                    _identity_forward_fused, _identity_backward_fused, doc="a = z"))
+register(Activation("sigmoid", _sigmoid_forward, _sigmoid_backward,
+                    _sigmoid_forward_fused, _sigmoid_backward_fused, doc="1 / (1 + exp(-z))"))
+register(Activation("tanh", _tanh_forward, _tanh_backward,
+                    _tanh_forward_fused, _tanh_backward_fused, doc="tanh(z)"))
+register(Activation("relu", _relu_forward, _relu_backward,
+                    _relu_forward_fused, _relu_backward_fused, doc="max(z, 0)"))
+register(Activation("leaky_relu", _leaky_relu_forward, _leaky_relu_backward,
+                    _leaky_relu_forward_fused, _leaky_relu_backward_fused,
+                    constants={"slope": 0.01}, doc="max(z, 0.01 z)"))
+register(Activation("gelu", _gelu_forward, _gelu_backward,
+                    _gelu_forward_fused, _gelu_backward_fused, needs_input=True,
+                    constants={"gelu_scale": math.sqrt(0.5), "gelu_norm": 1 / math.sqrt(2 * math.pi)},
+                    doc="z/2 (1 + erf(z/sqrt(2))), exact"))
+register(Activation("silu", _silu_forward, _silu_backward,
+                    _silu_forward_fused, _silu_backward_fused, needs_input=True,
+                    doc="z sigmoid(z)"))
+
+ACTIVATIONS = REGISTRY  # the name older code imports
 
 
 def canonical_name(name):
@@ -166,17 +358,17 @@ def canonical_name(name):
 
     Raises
     ------
-    ValueError
-        If the name is not one of ``identity``, ``sigmoid``, ``tanh``, ``relu``.
+    ConfigError
+        If the name is not registered.
     """
     key = str(name).lower()
-    if key not in ACTIVATIONS:
+    if key not in REGISTRY:
         raise ConfigError(
-            f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}"
+            f"activation must be one of {', '.join(REGISTRY)}, got {name!r}"
         )
     return key
 
 
 def get(name):
-    """Return the ``(forward, backward)`` pair of the named activation."""
-    return ACTIVATIONS[canonical_name(name)]
+    """Return the :class:`Activation` registered as ``name`` (case-insensitive)."""
+    return REGISTRY[canonical_name(name)]

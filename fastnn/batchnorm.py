@@ -59,15 +59,13 @@ class BatchNorm:
     (units,)) are allocated by the network with its other buffers.
     """
 
-    def __init__(self, flat_params, flat_grads, flat_stats, offset, stats_offset, units):
-        self.units = units
-        mid, end = offset + units, offset + 2 * units
-        self.gamma, self.beta = flat_params[offset:mid], flat_params[mid:end]
-        self.dgamma, self.dbeta = flat_grads[offset:mid], flat_grads[mid:end]
-        smid, send = stats_offset + units, stats_offset + 2 * units
-        self.running_mean = flat_stats[stats_offset:smid]
-        self.running_var = flat_stats[smid:send]
-        self.end, self.stats_end = end, send
+    def __init__(self, flat_params, flat_grads, flat_stats, layout, i):
+        gamma, beta = layout.gammas[i], layout.betas[i]
+        self.units = gamma.stop - gamma.start
+        self.gamma, self.beta = flat_params[gamma], flat_params[beta]
+        self.dgamma, self.dbeta = flat_grads[gamma], flat_grads[beta]
+        self.running_mean = flat_stats[layout.means[i]]
+        self.running_var = flat_stats[layout.vars[i]]
         self.zhat = self.mean = self.var = self.inv_std = self.tmp = self.mask = None
 
     def allocate(self, capacity, dtype):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, activations, losses, optimizers
 from .errors import ConfigError, FastnnError, TrainingDivergedError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -114,12 +114,12 @@ def _add_train_args(p):
     g.add_argument("-sz", "--hidden_size", type=int, default=d.hidden_size,
                    help="units per hidden layer")
     g.add_argument("-a", "--activation", default=d.activation,
-                   metavar="{identity,sigmoid,tanh,ReLU}",
+                   metavar=_choices(activations.REGISTRY),
                    help="hidden-layer activation")
     g.add_argument("-w_i", "--weight_init", default=d.weight_init, metavar="{random,Xavier,he}",
                    help="weight initialisation")
     g.add_argument("-l", "--loss", default=d.loss,
-                   metavar="{cross_entropy,mean_squared_error}", help="loss after the softmax")
+                   metavar=_choices(losses.REGISTRY), help="loss after the softmax")
     g.add_argument("--batch-norm", "--batch_norm", dest="batch_norm", nargs="?", const=True,
                    default=d.batch_norm, type=_flag, metavar="BOOL",
                    help="batch normalisation of every hidden layer (running statistics for "
@@ -127,7 +127,8 @@ def _add_train_args(p):
     g.add_argument("--dtype", default=d.dtype, metavar="{float32,float64}", help="float type")
     g = p.add_argument_group("optimizer and training length")
     g.add_argument("-o", "--optimizer", default=d.optimizer,
-                   metavar="{sgd,momentum,nag,rmsprop,adam,nadam}", help="optimizer")
+                   metavar=_choices(optimizers.OPTIMIZERS),
+                   help="optimizer (adamw: -w_d is its decoupled weight decay)")
     g.add_argument("-lr", "--learning_rate", "--lr", dest="lr", type=float, default=d.lr,
                    help="learning rate")
     g.add_argument("-m", "--momentum", type=float, default=d.momentum,
@@ -292,6 +293,11 @@ def build_parser():
 
 
 # ---------------------------------------------------------------- commands
+def _choices(registry):
+    """``{a,b,c}``: a registry's names, for an option's metavar."""
+    return "{" + ",".join(registry) + "}"
+
+
 def _flag(text):
     """argparse type of the boolean flags: --augment-flip, --augment-flip=false, ..."""
     from ._checks import flag

@@ -28,15 +28,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Width of each hidden layer.
-    activation : {'relu', 'tanh', 'sigmoid', 'identity'}, default='relu'
+    activation : str, default='relu'
+        A name in :data:`fastnn.activations.REGISTRY`: ``identity``,
+        ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``, ``gelu``, ``silu``.
     loss : {'cross_entropy', 'mean_squared_error'}, default='cross_entropy'
-    optimizer : {'adam', 'nadam', 'rmsprop', 'nag', 'momentum', 'sgd'}, default='adam'
+    optimizer : str, default='adam'
+        A name in :data:`fastnn.optimizers.OPTIMIZERS`: ``sgd``, ``momentum``,
+        ``nag``, ``rmsprop``, ``adam``, ``nadam``, ``adamw`` (whose
+        decoupled decay takes ``weight_decay``, see
+        :func:`fastnn.optimizers.route_weight_decay`).
     learning_rate : float, default=1e-3
     momentum, beta, beta1, beta2, epsilon : float
         Optimizer hyperparameters (see :mod:`fastnn.optimizers`); each
         optimizer uses the ones it needs.
     weight_decay : float, default=0.0
-        L2 penalty on weights.
+        L2 penalty on weights; with ``adamw`` its decoupled decay instead.
     weight_init : {'xavier', 'he', 'random'}, default='xavier'
     batch_size : int, default=64
         Capped at the number of samples.
@@ -153,8 +159,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _build(self, n_features, seed):
         sizes = [n_features, *[int(h) for h in np.atleast_1d(self.hidden_layer_sizes)],
                  len(self.classes_)]
+        l2, decoupled = optimizers.route_weight_decay(self.optimizer, self.weight_decay)
         self.network_ = Network(sizes, activation=self.activation, loss=self.loss,
-                                weight_init=self.weight_init, weight_decay=self.weight_decay,
+                                weight_init=self.weight_init, weight_decay=l2,
                                 dtype=self.dtype, seed=seed, kernels=self.kernels,
                                 dropout=self.dropout, label_smoothing=self.label_smoothing,
                                 batch_norm=self.batch_norm)
@@ -165,7 +172,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer_ = optimizers.get(
             self.optimizer, self.network_.params, kernels=self.kernels, lr=self.learning_rate,
             momentum=self.momentum, beta=self.beta, beta1=self.beta1, beta2=self.beta2,
-            eps=self.epsilon)
+            eps=self.epsilon, **decoupled)
 
     def _validate(self, X, y, reset):
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])

@@ -7,43 +7,29 @@ class Dense:
     """A fully-connected layer ``z = a_prev @ W + b``.
 
     ``W`` (n_in, n_out) and ``b`` (n_out,) are views of the network's flat
-    parameter vector, ``dW`` and ``db`` views of its flat gradient vector.
-    The layer owns its batch buffers ``z`` (pre-activation, overwritten by
-    the activation), ``delta`` (dL/dz) and ``scratch``, each of shape
-    (capacity, n_out); a batch of n rows uses their leading n rows.
+    parameter vector, ``dW`` and ``db`` views of its flat gradient vector,
+    at the offsets of the network's :class:`~fastnn.layout.Layout`. The
+    batch buffers ``z`` (pre-activation, overwritten by the activation),
+    ``delta`` (dL/dz) and ``scratch``, each of shape (capacity, n_out), and
+    for a hidden layer the dropout buffers ``mask``/``dropped`` and the
+    activation input ``pre`` (empty unless the activation needs it) are
+    views the network sets from its layout (:meth:`Network._ensure_capacity
+    <fastnn.Network._ensure_capacity>`); a batch of n rows uses their
+    leading n rows.
 
     NOTE: never rebind ``W``/``b`` (``W = W - u`` would detach the view);
     update them in place.
     """
 
-    def __init__(self, flat_params, flat_grads, offset, n_in, n_out):
-        self.n_in = n_in
-        self.n_out = n_out
-        end_w = offset + n_in * n_out
-        end_b = end_w + n_out
-        self.W = flat_params[offset:end_w].reshape(n_in, n_out)
-        self.b = flat_params[end_w:end_b]
-        self.dW = flat_grads[offset:end_w].reshape(n_in, n_out)
-        self.db = flat_grads[end_w:end_b]
-        self.end = end_b
+    def __init__(self, flat_params, flat_grads, layout, i):
+        self.n_in, self.n_out = layout.sizes[i], layout.sizes[i + 1]
+        w, b = layout.weights[i], layout.biases[i]
+        self.W = flat_params[w].reshape(self.n_in, self.n_out)
+        self.b = flat_params[b]
+        self.dW = flat_grads[w].reshape(self.n_in, self.n_out)
+        self.db = flat_grads[b]
         self.z = self.delta = self.scratch = None
-        self.mask = self.dropped = None  # dropout buffers, allocated by the network
-
-    @staticmethod
-    def n_params(n_in, n_out):
-        return n_in * n_out + n_out
-
-    def allocate(self, capacity, dtype, z=None, delta=None):
-        """(Re)allocate the batch buffers for up to ``capacity`` rows.
-
-        ``z`` and ``delta``, when given, are 1-D blocks of ``capacity *
-        n_out`` elements to view instead (the network lays every layer's
-        buffers end to end in one array, which the compiled step reads).
-        """
-        shape = (capacity, self.n_out)
-        self.z = np.empty(shape, dtype=dtype) if z is None else z.reshape(shape)
-        self.delta = np.empty(shape, dtype=dtype) if delta is None else delta.reshape(shape)
-        self.scratch = np.empty(shape, dtype=dtype)
+        self.mask = self.dropped = self.pre = None
 
     def forward(self, a_prev, n):
         """Return ``z[:n] = a_prev @ W + b`` (a_prev has n rows)."""

@@ -19,14 +19,39 @@ correct)``; the caller divides by n.
 """
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._jit import fused
 from ._subnormal import flush_delta_
 from .errors import ConfigError
+from .settings import network_dtype
 
-_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], F, F, F, F, F, F, F)"
+_FUSED_SIG = "UniTuple(float64, 2)(F[:, ::1], intp[::1], F[:, ::1], S[::1], F, F, F)"
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One output loss (always after softmax): its NumPy reference and fused kernel.
+
+    ``in_place``: dL/dz may be written over the logits (the training step
+    then needs no separate delta buffer). ``terms_per_row``: how many terms
+    the fused kernel's sum has per row, 1 or the number of classes (the
+    mean divides by n times it).
+    """
+
+    name: str
+    reference: Callable
+    fused: Callable
+    in_place: bool
+    per_class: bool
+    doc: str = ""
+
+    def terms_per_row(self, n_classes):
+        """Number of summed terms per row in the fused kernel's total."""
+        return n_classes if self.per_class else 1
 
 
 def smoothed_targets(smoothing, n_classes):
@@ -151,12 +176,14 @@ def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0,
     return loss
 
 
-@fused(_FUSED_SIG)
-def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu, floor):
+@fused(_FUSED_SIG, S=network_dtype)
+def _softmax_cross_entropy_fused(z, y, delta, s, inv_n, lam, mu):
     """Row kernel of softmax + cross-entropy (mixup when ``mu`` != 0); ``delta`` may be ``z``.
 
-    Entries of dL/dz below ``floor`` are stored as zero (:func:`fastnn._subnormal.delta_floor`).
+    Targets ``on``/``off`` and the floor below which dL/dz is stored as zero
+    (:func:`fastnn._subnormal.delta_floor`) come from the settings record ``s``.
     """
+    on, off, floor = s[0].target_on, s[0].target_off, s[0].delta_floor
     loss = 0.0  # accumulated in float64 whatever the array dtype
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
@@ -202,12 +229,15 @@ def _softmax_cross_entropy_fused(z, y, delta, inv_n, unused, on, off, lam, mu, f
     return loss, float(correct)
 
 
-@fused(_FUSED_SIG)
-def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, mu, floor):
+@fused(_FUSED_SIG, S=network_dtype)
+def _softmax_squared_error_fused(z, y, delta, s, inv_n, lam, mu):
     """Row kernel of softmax + squared error (mixup when ``mu`` != 0); ``z`` ends as p.
 
-    Entries of dL/dz below ``floor`` are stored as zero (:func:`fastnn._subnormal.delta_floor`).
+    Targets ``on``/``off``, ``two_over_k`` and the floor below which dL/dz is
+    stored as zero come from the settings record ``s``.
     """
+    on, off, floor = s[0].target_on, s[0].target_off, s[0].delta_floor
+    two_over_k = s[0].two_over_k
     loss = 0.0
     correct = 0
     zero = inv_n - inv_n  # in the array dtype
@@ -252,26 +282,24 @@ def _softmax_squared_error_fused(z, y, delta, inv_n, two_over_k, on, off, lam, m
     return loss, float(correct)
 
 
-FUSED = {
-    "cross_entropy": _softmax_cross_entropy_fused,
-    "mean_squared_error": _softmax_squared_error_fused,
+REGISTRY = {
+    "cross_entropy": Loss("cross_entropy", softmax_cross_entropy_, _softmax_cross_entropy_fused,
+                          in_place=True, per_class=False, doc="-log p[y]"),
+    "mean_squared_error": Loss("mean_squared_error", softmax_squared_error_,
+                               _softmax_squared_error_fused, in_place=False, per_class=True,
+                               doc="(1/K) sum_k (p_k - onehot_k)^2"),
 }
-
-
-LOSSES = {
-    "cross_entropy": softmax_cross_entropy_,
-    "mean_squared_error": softmax_squared_error_,
-}
+LOSSES = REGISTRY  # the name older code imports
 
 
 def canonical_name(name):
     """Return the registry key of a loss name (case-insensitive)."""
     key = str(name).lower()
-    if key not in LOSSES:
-        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
+    if key not in REGISTRY:
+        raise ConfigError(f"loss must be one of {', '.join(REGISTRY)}, got {name!r}")
     return key
 
 
 def get(name):
-    """Return the fused kernel of the named loss."""
-    return LOSSES[canonical_name(name)]
+    """Return the :class:`Loss` registered as ``name`` (case-insensitive)."""
+    return REGISTRY[canonical_name(name)]

@@ -1,4 +1,4 @@
-"""The six optimizers, updating parameters in place.
+"""The optimizers (:data:`OPTIMIZERS`, the registry), updating parameters in place.
 
 Every optimizer is built as ``cls(params, *, lr, ..., threads=None)`` with
 ``params`` a list of arrays (views allowed) and updates them in place with
@@ -33,6 +33,7 @@ Hyperparameter names are the same everywhere (code, config, CLI, W&B):
 ``eps``, ``momentum_decay`` (Nadam).
 """
 
+import functools
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,26 @@ from .errors import ConfigError
 # Below this many elements, handing half an array to another thread costs
 # more than it saves (a thread hand-off was measured at about 45 us here).
 PARALLEL_MIN_SIZE = 1 << 19
+
+
+_UPDATE_SIG = "void(F[::1], F[::1], F[::1], F[::1], U[::1])"
+
+
+@functools.cache
+def record_dtype(fields, dtype_name):
+    """The structured dtype of an optimizer's per-step record: ``fields`` then ``tiny``.
+
+    ``fields`` are names of scalars in the float dtype, or ``(name, numpy
+    type)`` pairs. Every fused update is ``update(w, g, s0, s1, u)`` and
+    reads its scalars from ``u[0]`` by name.
+    """
+    pairs = [f if isinstance(f, tuple) else (f, dtype_name) for f in fields]
+    return np.dtype([*pairs, ("tiny", dtype_name)], align=True)
+
+
+def _update_kernel(*fields):
+    """Mark an update loop ``(w, g, s0, s1, u)`` whose record holds ``fields``."""
+    return fused(_UPDATE_SIG, U=functools.partial(record_dtype, fields))
 
 
 def _flat_pairs(params, grads):
@@ -65,18 +86,22 @@ class Optimizer:
     ``_state_names``, ``_n_scratch`` and define
     ``_update(w, g, *state, *scratch)``, an element-wise in-place update
     (NumPy kernels), plus ``_begin_step(t)`` for per-step scalars. For the
-    numba kernels they set ``_fused`` (a loop ``(w, g, *state, *scalars)``,
-    then ``tiny`` when there is state) and ``_fused_scalars()``. The NumPy
+    numba kernels they set ``_fused``, a loop ``(w, g, s0, s1, u)`` over
+    the parameters, the gradient and up to two state arrays (empty ones
+    stand in for missing state), which reads its scalars by name from the
+    typed record ``u``; ``_fields`` names them and ``_scalars()`` gives
+    their values for the current step (``tiny`` is appended). The NumPy
     ``_update`` of an optimizer with state gets a bool ``mask`` after its
     scratch buffers, for :func:`fastnn._subnormal.flush_`.
     """
 
     name = "optimizer"
+    decoupled_decay = False  # True: takes the weight_decay setting itself (AdamW)
     _hyper: ClassVar[dict] = {"lr": {"low": 0, "low_open": True}}
     _state_names: ClassVar[tuple] = ()
     _n_scratch = 1
     _fused = None
-    _step_code = None  # which update the compiled training step runs (network.py)
+    _fields: ClassVar[tuple] = ()
 
     def __init__(self, params, *, threads=None, kernels=None, **hyper):
         if not isinstance(params, (list, tuple)) or not params:
@@ -100,6 +125,14 @@ class Optimizer:
         }
         self._pool = None
         self.set_kernels(kernels)
+
+    def __setattr__(self, name, value):
+        # A hyperparameter set after construction is checked as the
+        # constructor checks it; every step reads it afresh (no cached copy).
+        rule = type(self)._hyper.get(name)
+        if rule is not None:
+            value = float(_checks.number(name, value, **rule))
+        super().__setattr__(name, value)
 
     def set_kernels(self, kernels=None):
         """Switch kernel set (``'auto'``, ``'numba'``, ``'numpy'`` or None for the default).
@@ -125,12 +158,13 @@ class Optimizer:
         self.kernels = chosen
         # the smallest normal number of each target's dtype: state below it is flushed
         self._tiny = [_subnormal.tiny(w.dtype) for w in self._targets]
+        # one typed record of this step's scalars per target dtype
+        self._records = [np.zeros(1, record_dtype(self._fields, w.dtype.name))
+                         for w in self._targets]
         if chosen == "numba":
             self._compiled = [_jit.compiled(self._fused, _jit.kernel_dtype(w.dtype))
                               for w in self._targets]
-            self._buffers = [([w.reshape(-1)] + [self.state[name][i].reshape(-1)
-                                                 for name in self._state_names], [])
-                             for i, w in enumerate(self._targets)]
+            self._buffers = [(self._kernel_arrays(i), []) for i in range(len(self._targets))]
         else:
             self._compiled = None
             self._buffers = [
@@ -140,6 +174,26 @@ class Optimizer:
                 for i, w in enumerate(self._targets)
             ]
         return self
+
+    def _kernel_arrays(self, i):
+        """``(w, s0, s1)`` of target ``i`` as 1-D arrays, empty ones for missing state."""
+        w = self._targets[i]
+        state = [self.state[name][i].reshape(-1) for name in self._state_names]
+        empty = np.empty(0, dtype=w.dtype)
+        return (w.reshape(-1), *(state + [empty, empty])[:2])
+
+    def record(self, i=0):
+        """The typed record (one-element structured array) the fused update reads.
+
+        Filled by :meth:`step` (and by the compiled training step's caller)
+        with this step's scalars, from the live hyperparameters.
+        """
+        return self._records[i]
+
+    def _fill_records(self):
+        scalars = self._scalars()
+        for record, tiny in zip(self._records, self._tiny):
+            record[0] = (*scalars, tiny)
 
     def step(self, grads):
         """Apply one update to the bound parameters in place.
@@ -156,16 +210,15 @@ class Optimizer:
         self.t += 1
         self._begin_step(self.t)
         if self._compiled is not None:
-            scalars = self._fused_scalars()
-            for (_, g), (arrays, _), kernel, tiny in zip(pairs, self._buffers, self._compiled,
-                                                         self._tiny):
+            self._fill_records()
+            for (_, g), (arrays, _), kernel, record in zip(pairs, self._buffers, self._compiled,
+                                                           self._records):
                 g = np.ascontiguousarray(g.reshape(-1))
-                w, *state = arrays
-                last = (*scalars, tiny) if state else scalars
+                w, s0, s1 = arrays
                 if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
-                    self._parallel(kernel, (w, g, *state), last)
+                    self._parallel(kernel, (w, g, s0, s1), (record,))
                 else:
-                    kernel(w, g, *state, *last)
+                    kernel(w, g, s0, s1, record)
             return
         for (w, g), (state, scratch) in zip(pairs, self._buffers):
             if self.threads > 1 and w.size >= PARALLEL_MIN_SIZE:
@@ -179,17 +232,18 @@ class Optimizer:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fastnn-opt")
         size = arrays[0].size
         bounds = np.linspace(0, size, self.threads + 1).astype(int)
-        parts = [[a.reshape(-1)[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(bounds)]
+        parts = [[a.reshape(-1)[lo:hi] if a.size else a for a in arrays]
+                 for lo, hi in itertools.pairwise(bounds)]
         futures = [self._pool.submit(update, *part, *scalars) for part in parts[1:]]
         update(*parts[0], *scalars)
         for future in futures:
             future.result()
 
     def _advance(self):
-        """Count one step and return its ``_fused`` scalars (for the compiled step)."""
+        """Count one step and fill its record (for the compiled step)."""
         self.t += 1
         self._begin_step(self.t)
-        return self._fused_scalars()
+        self._fill_records()
 
     def _retreat(self):
         """Undo :meth:`_advance` when the compiled step did not update (divergence)."""
@@ -202,8 +256,8 @@ class Optimizer:
     def _update(self, w, g, *buffers):
         raise NotImplementedError
 
-    def _fused_scalars(self):
-        """The scalar arguments of ``_fused`` for this step."""
+    def _scalars(self):
+        """The values of ``_fields`` for this step, in that order."""
         raise NotImplementedError
 
     def hyperparameters(self):
@@ -241,19 +295,20 @@ class SGD(Optimizer):
     """Plain gradient descent: ``w -= lr * g``."""
 
     name = "sgd"
-    _step_code = 0
+    _fields = ("lr",)
 
     def _update(self, w, g, scratch):
         np.multiply(g, self.lr, out=scratch)
         w -= scratch
 
     @staticmethod
-    @fused("void(F[::1], F[::1], F)")
-    def _fused(w, g, lr):
+    @_update_kernel(*_fields)
+    def _fused(w, g, s0, s1, u):
+        lr = u[0].lr
         for i in range(w.size):
             w[i] -= g[i] * lr
 
-    def _fused_scalars(self):
+    def _scalars(self):
         return (self.lr,)
 
 
@@ -274,7 +329,6 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
-    _step_code = 1
     nesterov = False
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
@@ -294,9 +348,12 @@ class Momentum(Optimizer):
             np.multiply(u, self.lr, out=scratch)
         w -= scratch
 
+    _fields = ("momentum", "lr", ("nesterov", np.bool_))
+
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F, F, boolean, F)")
-    def _fused(w, g, u, momentum, lr, nesterov, tiny):
+    @_update_kernel(*_fields)
+    def _fused(w, g, u, s1, rec):
+        momentum, lr, nesterov, tiny = rec[0].momentum, rec[0].lr, rec[0].nesterov, rec[0].tiny
         zero = tiny - tiny
         for i in range(w.size):
             ui = u[i] * momentum + g[i]
@@ -308,7 +365,7 @@ class Momentum(Optimizer):
             else:
                 w[i] -= ui * lr
 
-    def _fused_scalars(self):
+    def _scalars(self):
         return (self.momentum, self.lr, self.nesterov)
 
 
@@ -340,7 +397,6 @@ class RMSProp(Optimizer):
     """
 
     name = "rmsprop"
-    _step_code = 2
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
         "beta": {"low": 0, "high": 1, "high_open": True},
@@ -360,9 +416,12 @@ class RMSProp(Optimizer):
         scratch *= self.lr
         w -= scratch
 
+    _fields = ("one_minus_beta", "eps", "lr")
+
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F, F, F, F)")
-    def _fused(w, g, v, one_minus_beta, eps, lr, tiny):
+    @_update_kernel(*_fields)
+    def _fused(w, g, v, s1, u):
+        one_minus_beta, eps, lr, tiny = u[0].one_minus_beta, u[0].eps, u[0].lr, u[0].tiny
         zero = tiny - tiny
         root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
         for i in range(w.size):
@@ -374,7 +433,7 @@ class RMSProp(Optimizer):
             v[i] = vi
             w[i] -= gi / (np.sqrt(vi) + eps) * lr
 
-    def _fused_scalars(self):
+    def _scalars(self):
         return (1.0 - self.beta, self.eps, self.lr)
 
 
@@ -396,7 +455,6 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    _step_code = 3
     _hyper: ClassVar[dict] = {
         "lr": {"low": 0, "low_open": True},
         "beta1": {"low": 0, "high": 1, "high_open": True},
@@ -429,9 +487,14 @@ class Adam(Optimizer):
         scratch *= self.lr * self._sqrt_bc2 / self._bc1
         w -= scratch
 
+    # keep: the factor AdamW shrinks the weights by first (exactly 1 here)
+    _fields = ("one_minus_beta1", "one_minus_beta2", "eps_scaled", "step", "keep")
+
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F)")
-    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, step, tiny):
+    @_update_kernel(*_fields)
+    def _fused(w, g, m, v, u):
+        one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
+        eps_scaled, step, keep, tiny = u[0].eps_scaled, u[0].step, u[0].keep, u[0].tiny
         zero = tiny - tiny
         root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
         for i in range(w.size):
@@ -445,11 +508,44 @@ class Adam(Optimizer):
                 vi = zero
             m[i] = mi
             v[i] = vi
-            w[i] -= mi / (np.sqrt(vi) + eps_scaled) * step
+            w[i] = w[i] * keep - mi / (np.sqrt(vi) + eps_scaled) * step
 
-    def _fused_scalars(self):
+    def _scalars(self):
         return (1.0 - self.beta1, 1.0 - self.beta2, self.eps * self._sqrt_bc2,
-                self.lr * self._sqrt_bc2 / self._bc1)
+                self.lr * self._sqrt_bc2 / self._bc1, self._keep())
+
+    def _keep(self):
+        return 1.0
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, as ``torch.optim.AdamW``.
+
+    Update, in code order (``m``, ``v`` start at zero, ``t`` from 1)::
+
+        w *= 1 - lr * weight_decay
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        w -= lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+
+    with the last line computed as in :class:`Adam`. The decay shrinks every
+    bound parameter, biases included, as PyTorch's AdamW does with
+    ``model.parameters()``; it is not part of the loss or the gradient.
+    Built from settings (the CLI, config files, sweeps), ``weight_decay``
+    goes to this decay and the network gets no L2 penalty (see
+    :func:`fastnn.train.build`). Default ``weight_decay`` 0.01, PyTorch's.
+    """
+
+    name = "adamw"
+    _hyper: ClassVar[dict] = dict(Adam._hyper, weight_decay={"low": 0})
+    decoupled_decay = True
+
+    def _update(self, w, g, m, v, scratch, mask):
+        w *= self._keep()
+        super()._update(w, g, m, v, scratch, mask)
+
+    def _keep(self):
+        return 1.0 - self.lr * self.weight_decay
 
 
 class Nadam(Adam):
@@ -471,7 +567,6 @@ class Nadam(Adam):
     """
 
     name = "nadam"
-    _step_code = 4
     _hyper: ClassVar[dict] = dict(Adam._hyper, momentum_decay={"low": 0})
     _n_scratch = 2
 
@@ -504,9 +599,13 @@ class Nadam(Adam):
         extra *= self._coef_g
         w -= extra
 
+    _fields = ("one_minus_beta1", "one_minus_beta2", "eps_scaled", "coef_m", "coef_g")
+
     @staticmethod
-    @fused("void(F[::1], F[::1], F[::1], F[::1], F, F, F, F, F, F)")
-    def _fused(w, g, m, v, one_minus_beta1, one_minus_beta2, eps_scaled, coef_m, coef_g, tiny):
+    @_update_kernel(*_fields)
+    def _fused(w, g, m, v, u):
+        one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
+        eps_scaled, coef_m, coef_g, tiny = u[0].eps_scaled, u[0].coef_m, u[0].coef_g, u[0].tiny
         zero = tiny - tiny
         root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
         for i in range(w.size):
@@ -524,12 +623,12 @@ class Nadam(Adam):
             wi = w[i] - mi / denom * coef_m
             w[i] = wi - gi / denom * coef_g
 
-    def _fused_scalars(self):
+    def _scalars(self):
         return (1.0 - self.beta1, 1.0 - self.beta2, self.eps * self._sqrt_bc2,
                 self._coef_m, self._coef_g)
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, NAG, RMSProp, Adam, Nadam)}
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, NAG, RMSProp, Adam, Nadam, AdamW)}
 
 # Defaults used by the CLI and config when a hyperparameter is not given.
 DEFAULTS = {
@@ -540,7 +639,22 @@ DEFAULTS = {
     "beta2": 0.999,
     "eps": 1e-8,
     "momentum_decay": 0.004,
+    "weight_decay": 0.01,  # AdamW's decoupled decay (PyTorch's default)
 }
+
+
+def route_weight_decay(name, weight_decay):
+    """Where a run's ``weight_decay`` setting goes, for optimizer ``name``.
+
+    Returns ``(network_weight_decay, optimizer_hyper)``: for an optimizer
+    with decoupled decay (AdamW) the optimizer takes it and the network's
+    L2 penalty is 0; for every other optimizer the network's L2 penalty
+    takes it. So ``-w_d`` always means "the weight decay of this run".
+    """
+    cls = OPTIMIZERS[_checks.choice("optimizer", name, tuple(OPTIMIZERS))]
+    if cls.decoupled_decay:
+        return 0.0, {"weight_decay": weight_decay}
+    return weight_decay, {}
 
 
 def get(name, params, threads=None, kernels=None, **hyper):
@@ -552,7 +666,7 @@ def get(name, params, threads=None, kernels=None, **hyper):
 
     Parameters
     ----------
-    name : {'sgd', 'momentum', 'nag', 'rmsprop', 'adam', 'nadam'}
+    name : {'sgd', 'momentum', 'nag', 'rmsprop', 'adam', 'nadam', 'adamw'}
         Case-insensitive.
     params : list of ndarray
         Arrays to update in place (e.g. ``net.params``).
@@ -564,7 +678,7 @@ def get(name, params, threads=None, kernels=None, **hyper):
         is installed).
     **hyper
         ``lr``, ``momentum``, ``beta``, ``beta1``, ``beta2``, ``eps``,
-        ``momentum_decay``.
+        ``momentum_decay``, ``weight_decay`` (AdamW's decoupled decay).
 
     Raises
     ------

@@ -639,13 +639,14 @@ def build(config, n_features, n_classes, threads=None, kernels=None):
     from .network import Network
 
     config = config.validated()
+    l2, decoupled = optimizers.route_weight_decay(config.optimizer, config.weight_decay)
     net = Network(config.layer_sizes(n_features, n_classes), activation=config.activation,
                   loss=config.loss, weight_init=config.weight_init,
-                  weight_decay=config.weight_decay, dtype=config.dtype, seed=config.seed,
+                  weight_decay=l2, dtype=config.dtype, seed=config.seed,
                   dropout=config.dropout, kernels=kernels,
                   label_smoothing=config.label_smoothing, batch_norm=config.batch_norm)
     opt = optimizers.get(config.optimizer, net.params, threads=threads, kernels=kernels,
-                         **config.optimizer_hyper())
+                         **config.optimizer_hyper(), **decoupled)
     return net, opt
 
 

@@ -50,7 +50,7 @@ def test_fused_gather_equals_take_then_apply_bit_for_bit(dtype):
     expected = X[idx].copy()
     aug.apply_(expected, draws)
     xb = np.full(20 * 42, np.nan, dtype=dtype)
-    _jit.compiled_for(_gather_augmented_fused, (X, idx, xb, draws, 3, True, 6, 7))(
+    _jit.specialized(_gather_augmented_fused, (X, idx, xb, draws, 3, True, 6, 7))(
         X, idx, xb, draws, 3, True, 6, 7)
     np.testing.assert_array_equal(xb.reshape(20, 42), expected)
 
@@ -170,7 +170,7 @@ def test_mixed_targets_are_the_blend_of_the_two_rows_targets(loss, smoothing):
     y = rng.integers(0, k, n)
     y[2] = y[3]  # a row whose partner has the same label
     on, off = losses.smoothed_targets(smoothing, k)
-    kernel = losses.get(loss)
+    kernel = losses.get(loss).reference
     rows, buf = np.arange(n), np.empty((n, 1))
 
     def run(labels, lam=1.0, mu=0.0):

@@ -9,7 +9,6 @@ from conftest import needs_numba
 
 import fastnn
 from fastnn import _blas, optimizers
-from fastnn._jit import fused
 from fastnn.errors import TrainingDivergedError
 
 pytestmark = needs_numba
@@ -79,28 +78,42 @@ def test_fit_uses_the_compiled_step_with_numba_kernels_only():
     assert net.compiled_step(numpy_opt, X, y, 32).updates is False
 
 
-def test_an_optimizer_the_step_does_not_know_is_stepped_in_python():
+def test_a_new_optimizer_runs_inside_the_compiled_step_from_its_own_class_only():
+    # A subclass declares its record fields and its fused loop; nothing in the
+    # step names it, yet the step runs its update and matches the Python step.
     class HalfSGD(optimizers.SGD):
+        _fields = ("half_lr",)
+
         def _update(self, w, g, scratch):
             np.multiply(g, 0.5 * self.lr, out=scratch)
             w -= scratch
 
         @staticmethod
-        @fused("void(F[::1], F[::1], F)")
-        def _fused(w, g, lr):
+        @optimizers._update_kernel("half_lr")
+        def _fused(w, g, s0, s1, u):
+            half_lr = u[0].half_lr
             for i in range(w.size):
-                w[i] -= g[i] * lr * 0.5
+                w[i] -= g[i] * half_lr
+
+        def _scalars(self):
+            return (0.5 * self.lr,)
 
     X, y = _data()
     results = []
-    for cls, lr in ((HalfSGD, 0.1), (optimizers.SGD, 0.05)):
+    for compiled in (True, False):
         net = fastnn.Network([12, 16, 4], kernels="numba")
-        opt = cls(net.params, lr=lr, kernels="numba")
-        updates = net.compiled_step(opt, X, y, 32).updates
-        assert updates is (cls is optimizers.SGD)
+        opt = HalfSGD(net.params, lr=0.1, kernels="numba", threads=1)
+        if compiled:
+            assert net.compiled_step(opt, X, y, 32).updates
+        else:
+            net.compiled_step = lambda *args, **kwargs: None
         fastnn.fit(net, opt, X, y, epochs=1, batch_size=32)
         results.append(net.params.flat.copy())
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(results[0], results[1])
+    sgd_net = fastnn.Network([12, 16, 4], kernels="numba")
+    fastnn.fit(sgd_net, optimizers.get("sgd", sgd_net.params, lr=0.05, kernels="numba"), X, y,
+               epochs=1, batch_size=32)
+    np.testing.assert_allclose(results[0], sgd_net.params.flat, rtol=1e-6, atol=1e-7)
 
 
 def test_divergence_stops_before_the_update_as_the_python_step_does():

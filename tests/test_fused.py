@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 from conftest import needs_numba
+from test_kernels import settings_of
 
 import fastnn
-from fastnn import _jit, _subnormal, activations, losses, optimizers
+from fastnn import _jit, activations, losses, optimizers
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-14}}
@@ -29,18 +30,20 @@ def test_fused_activation_matches_the_numpy_pair(name, dtype, use_mask):
     b = rng.standard_normal(5).astype(dtype)
     upstream = rng.standard_normal((7, 5)).astype(dtype)
     mask = (rng.random((7, 5)) > 0.3).astype(dtype) * dtype(1 / 0.7)
-    forward, backward = activations.get(name)
-    fused_forward, fused_backward = (_fused(f, dtype) for f in activations.FUSED[name])
-
-    expected_a = forward(z + b)
-    a = z.copy()
-    fused_forward(a, b, dtype(0.5), dtype(1.0))
+    act = activations.get(name)
+    s = settings_of(dtype)
+    fused_forward, fused_backward = (_fused(f, dtype) for f in (act.forward_fused,
+                                                                 act.backward_fused))
+    expected_a, pre_ref = z + b, np.empty_like(z)
+    act.forward(expected_a, pre_ref, np.empty_like(z), s[0])
+    a, pre = z.copy(), np.empty_like(z)
+    fused_forward(a, b, pre, s)
     np.testing.assert_allclose(a, expected_a, **TOL[dtype])
 
     expected_delta = upstream * mask if use_mask else upstream.copy()
-    backward(expected_delta, expected_a, np.empty_like(a))
+    act.backward(expected_delta, expected_a, pre_ref, np.empty_like(a), s[0])
     delta = upstream.copy()
-    fused_backward(delta, a, mask if use_mask else a, use_mask, dtype(1.0))
+    fused_backward(delta, a, pre, mask if use_mask else a, use_mask, s)
     np.testing.assert_allclose(delta, expected_delta, **TOL[dtype])
 
 
@@ -48,7 +51,9 @@ def test_fused_activation_matches_the_numpy_pair(name, dtype, use_mask):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_relu_keeps_nan_so_divergence_shows(dtype):
     z = np.array([[np.nan, -1.0, 2.0]], dtype=dtype)
-    _fused(activations.FUSED["relu"][0], dtype)(z, np.zeros(3, dtype), dtype(0.5), dtype(1))
+    _fused(activations.get("relu").forward_fused, dtype)(z, np.zeros(3, dtype),
+                                                          np.empty((0, 3), dtype),
+                                                          settings_of(dtype))
     assert np.isnan(z[0, 0]) and z[0, 1] == 0 and z[0, 2] == 2
 
 
@@ -71,16 +76,17 @@ def test_fused_loss_matches_the_numpy_kernel(loss, dtype, in_place, smoothing, m
     counted = np.roll(y, -1) if mu > lam else y  # a mixed row: the larger share's label
     ref_correct = int(np.count_nonzero(z.argmax(axis=1) == counted))
     on, off = losses.smoothed_targets(smoothing, k)
-    ref_loss = losses.get(loss)(z, y, delta, np.empty((n, 1), dtype), np.arange(n), on, off,
-                                lam, mu)
+    ref_loss = losses.get(loss).reference(z, y, delta, np.empty((n, 1), dtype), np.arange(n),
+                                          on, off, lam, mu)
+    net = fastnn.Network([2, k], dtype=np.dtype(dtype).name, label_smoothing=smoothing,
+                         kernels="numpy")
 
     z2 = logits.copy()
     delta2 = z2 if in_place else np.empty_like(z2)
     with np.errstate(over="raise", invalid="raise"):
-        total, correct = _fused(losses.FUSED[loss], dtype)(z2, y, delta2, dtype(1 / n),
-                                                           dtype(2 / k), dtype(on), dtype(off),
-                                                           dtype(lam), dtype(mu),
-                                                           _subnormal.delta_floor(dtype))
+        total, correct = _fused(losses.get(loss).fused, dtype)(z2, y, delta2, net._settings,
+                                                               dtype(1 / n), dtype(lam),
+                                                               dtype(mu))
     per_row = 1 if loss == "cross_entropy" else k
     assert total / (n * per_row) == pytest.approx(ref_loss, rel=TOL[dtype]["rtol"])
     assert int(correct) == ref_correct

@@ -5,11 +5,12 @@ import pytest
 from conftest import numeric_gradient, tiny_problem
 
 import fastnn
+from fastnn import activations
 
 # Every test here runs once per kernel set (numpy, numba).
 pytestmark = pytest.mark.usefixtures("kernels")
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
+ACTIVATIONS = list(activations.REGISTRY)
 LOSSES = ["cross_entropy", "mean_squared_error"]
 DEPTHS = {"no_hidden": [5, 3], "one_hidden": [5, 4, 3], "three_hidden": [5, 6, 4, 5, 3]}
 

@@ -1,16 +1,36 @@
 """In-place kernels against plain, allocating NumPy references."""
 
+import math
+
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import activations, losses
 
+_erf = np.vectorize(math.erf)
+_sig = lambda z: 1.0 / (1.0 + np.exp(-z))
+_pdf = lambda z: np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+# plain, allocating references in float64: f(z) and f'(z)
 REFERENCE = {
-    "identity": (lambda z: z, lambda a: np.ones_like(a)),
-    "sigmoid": (lambda z: 1.0 / (1.0 + np.exp(-z)), lambda a: a * (1 - a)),
-    "tanh": (np.tanh, lambda a: 1 - a ** 2),
-    "relu": (lambda z: np.maximum(z, 0), lambda a: (a > 0).astype(a.dtype)),
+    "identity": (lambda z: z, np.ones_like),
+    "sigmoid": (_sig, lambda z: _sig(z) * (1 - _sig(z))),
+    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+    "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(z.dtype)),
+    "leaky_relu": (lambda z: np.where(z > 0, z, 0.01 * z), lambda z: np.where(z > 0, 1, 0.01)),
+    "gelu": (lambda z: z / 2 * (1 + _erf(z / math.sqrt(2))),
+             lambda z: (1 + _erf(z / math.sqrt(2))) / 2 + z * _pdf(z)),
+    "silu": (lambda z: z * _sig(z), lambda z: _sig(z) * (1 + z * (1 - _sig(z)))),
 }
+
+
+def settings_of(dtype):
+    """A network's settings record in ``dtype`` (what the kernels read)."""
+    return fastnn.Network([2, 2], dtype=np.dtype(dtype).name, kernels="numpy")._settings
+
+
+def test_every_registered_activation_has_a_reference_here():
+    assert set(REFERENCE) == set(activations.REGISTRY)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -20,17 +40,18 @@ def test_activation_forward_backward_match_reference(name, dtype):
     z = rng.standard_normal((6, 5)).astype(dtype) * 3
     upstream = rng.standard_normal((6, 5)).astype(dtype)
     ref_f, ref_d = REFERENCE[name]
-    expected_a = ref_f(z.astype(np.float64))
-    forward, backward = activations.get(name)
-    a = z.copy()
-    out = forward(a)
+    z64 = z.astype(np.float64)
+    act = activations.get(name)
+    s = settings_of(dtype)[0]
+    a, pre, scratch = z.copy(), np.empty_like(z), np.empty_like(z)
+    out = act.forward(a, pre, scratch, s)
     assert out is a and a.dtype == dtype
-    np.testing.assert_allclose(a, expected_a, rtol=1e-5 if dtype == np.float32 else 1e-12,
+    np.testing.assert_allclose(a, ref_f(z64), rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-6 if dtype == np.float32 else 1e-14)
     delta = upstream.copy()
-    backward(delta, a, np.empty_like(a))
+    act.backward(delta, a, pre, scratch, s)
     assert delta.dtype == dtype
-    np.testing.assert_allclose(delta, upstream * ref_d(a), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(delta, upstream * ref_d(z64), rtol=1e-5, atol=1e-6)
 
 
 def test_activation_names_are_case_insensitive_and_checked():
@@ -43,7 +64,7 @@ def test_activation_names_are_case_insensitive_and_checked():
 def test_sigmoid_does_not_overflow_for_large_negative_inputs(dtype):
     z = np.array([[-1e4, -800.0, 0.0, 800.0, 1e4]], dtype=dtype)
     with np.errstate(all="raise"):
-        activations.get("sigmoid")[0](z)
+        activations.get("sigmoid").forward(z, None, None, None)
     np.testing.assert_allclose(z, [[0.0, 0.0, 0.5, 1.0, 1.0]], atol=1e-30)
 
 

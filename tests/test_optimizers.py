@@ -9,7 +9,8 @@ from fastnn import optimizers
 # Every test here runs once per kernel set (numpy, numba).
 pytestmark = pytest.mark.usefixtures("kernels")
 
-HYPER = {"lr": 0.01, "momentum": 0.8, "beta": 0.85, "beta1": 0.9, "beta2": 0.99, "eps": 1e-6}
+HYPER = {"lr": 0.01, "momentum": 0.8, "beta": 0.85, "beta1": 0.9, "beta2": 0.99, "eps": 1e-6,
+         "weight_decay": 0.05}
 
 
 def reference(name, w, grads, h=HYPER, momentum_decay=0.004):
@@ -33,11 +34,13 @@ def reference(name, w, grads, h=HYPER, momentum_decay=0.004):
             v = h["beta"] * v + (1 - h["beta"]) * g ** 2
             w = w - h["lr"] * g / (np.sqrt(v) + h["eps"])
         else:
+            if name == "adamw":  # torch.optim.AdamW: decay first, decoupled from g
+                w = w * (1 - h["lr"] * h["weight_decay"])
             b1, b2 = h["beta1"], h["beta2"]
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g ** 2
             denom = np.sqrt(v / (1 - b2 ** t)) + h["eps"]
-            if name == "adam":
+            if name in ("adam", "adamw"):
                 w = w - h["lr"] * (m / (1 - b1 ** t)) / denom
             else:
                 mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
@@ -49,7 +52,28 @@ def reference(name, w, grads, h=HYPER, momentum_decay=0.004):
     return out
 
 
-NAMES = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
+NAMES = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw"]
+
+
+def test_every_registered_optimizer_is_checked_here():
+    assert set(NAMES) == set(optimizers.OPTIMIZERS)
+
+
+def test_adamw_equals_torch_adamw():
+    torch = pytest.importorskip("torch")  # not a dependency: runs where it is installed
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(50)
+    grads = [rng.standard_normal(50) for _ in range(20)]
+    w = w0.copy()
+    opt = optimizers.get("adamw", [w], lr=0.01, beta1=0.8, beta2=0.95, eps=1e-6,
+                         weight_decay=0.1)
+    tw = torch.tensor(w0.copy(), requires_grad=True)
+    topt = torch.optim.AdamW([tw], lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
+    for g in grads:
+        opt.step([g])
+        tw.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_allclose(w, tw.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("flat", [True, False], ids=["flat", "list"])
@@ -93,8 +117,8 @@ def test_converges_on_a_quadratic(name):
     w = np.zeros(4)
     c = np.array([1.0, 2.0, 0.5, 1.5])
     lr = {"sgd": 0.2, "momentum": 0.05, "nag": 0.05, "rmsprop": 0.01, "adam": 0.05,
-          "nadam": 0.05}[name]
-    opt = optimizers.get(name, [w], lr=lr)
+          "nadam": 0.05, "adamw": 0.05}[name]
+    opt = optimizers.get(name, [w], lr=lr, weight_decay=1e-3)  # (only AdamW uses it)
     for _ in range(2000):
         opt.step([c * (w - 3)])
     np.testing.assert_allclose(w, 3.0, atol=2e-2)
