@@ -145,13 +145,15 @@ def planned():
 
 def train_one(key, dataset, values, seed, data_dir, threads, model_dir):
     """Train one run as ``fastnn train`` would; return its record (and save its model)."""
-    from fastnn import metrics, modelfile, train
+    from fastnn import metrics, modelfile
+    from fastnn.trainer import train
 
     os.environ["FASTNN_NUM_THREADS"] = str(threads)
     config = TrainConfig(**{**values, "dataset": dataset, "seed": seed}).validated()
     split = datasets.prepare(dataset, data_dir=data_dir, seed=seed)
     start = time.perf_counter()
-    net, _, history = train.train_config(config, split, threads=threads)
+    trainer = train(config, split, threads=threads)
+    net, history = trainer.net, trainer.history
     wall = time.perf_counter() - start
     val_loss, val_acc = net.evaluate(split.X_val, split.y_val)
     test_loss, test_acc = net.evaluate(split.X_test, split.y_test)

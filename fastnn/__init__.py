@@ -31,6 +31,7 @@ from .train import (
     ModelCheckpoint,
     fit,
 )
+from .trainer import Trainer
 
 
 def __getattr__(name):
@@ -46,6 +47,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Callback", "ConfigError", "DataError", "DataNotFoundError", "EarlyStopping",
     "FastnnError", "History", "LearningRateScheduler", "MLPClassifier", "ModelCheckpoint",
-    "ModelFileError", "Network", "TrainConfig", "TrainingDivergedError", "WeightAverage", "__version__",
+    "ModelFileError", "Network", "TrainConfig", "Trainer", "TrainingDivergedError", "WeightAverage", "__version__",
     "datasets", "fit", "load_model", "metrics", "optimizers", "save_model", "schedules",
 ]

@@ -16,8 +16,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__, activations, losses, optimizers
 from .errors import ConfigError, FastnnError, TrainingDivergedError
 
@@ -43,20 +41,6 @@ exit codes: 0 success, 1 error (data, model file, output), 2 bad usage or settin
 
 class UsageError(Exception):
     """A command-line usage error (argparse's complaints end up here)."""
-
-
-def _check_space(path, n_bytes, what):
-    """Fail before training when the disk holding ``path`` lacks ``n_bytes``."""
-    import shutil
-
-    free = shutil.disk_usage(Path(path).parent).free
-    if free < n_bytes:
-        raise FastnnError(f"{what} {path}: needs about {_size(n_bytes)} but only "
-                          f"{_size(free)} are free there")
-
-
-def _size(n_bytes):
-    return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.0f} KiB"
 
 
 @contextlib.contextmanager
@@ -369,10 +353,8 @@ def _make_printer(epochs, progress, out):
 
 
 def cmd_train(args, out):
-    import time
-
-    from . import datasets, modelfile
-    from .train import build, config_callbacks, fit
+    from . import modelfile
+    from .trainer import Trainer
 
     config = _config_from_args(args)
     save_path = _check_save_path(args.save) if args.save else None
@@ -380,34 +362,22 @@ def cmd_train(args, out):
         raise ConfigError("--resume needs --checkpoint DIR")
     if args.checkpoint:
         _check_save_path(Path(args.checkpoint) / "checkpoint.npz")
-    split = datasets.prepare(config.dataset, data_dir=args.data_dir, dtype=config.dtype,
-                             val_fraction=config.val_fraction, seed=config.seed,
-                             download=not args.no_download)
-    net, opt = build(config, split.X_train.shape[1], len(split.class_names),
-                     threads=args.threads, kernels=args.kernels)
-    callbacks = config_callbacks(config, opt)
-    average = config.weight_average()
-    # arrays + header and zip overhead
-    model_bytes = net.params.flat.nbytes + net.running_stats.flat.nbytes + 16 * 1024
+    trainer = Trainer(config, data_dir=args.data_dir, download=not args.no_download,
+                      checkpoint=args.checkpoint, resume=args.resume, threads=args.threads,
+                      kernels=args.kernels)
+    net, opt, split = trainer.net, trainer.optimizer, trainer.split
     if save_path is not None:
-        _check_space(save_path, model_bytes, "--save")
-    if args.checkpoint:
-        # params, the temporary copy, optimizer state, keep-best and averaged weights
-        n_arrays = 2 + len(opt.state) + len(callbacks) + (average is not None)
-        _check_space(Path(args.checkpoint) / "checkpoint.npz", n_arrays * model_bytes,
-                     "--checkpoint")
+        trainer.check_space(save_path, what="--save")
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
           f"{net!r}, {opt!r}; {net.kernels} kernels", file=out, flush=True)
-
-    rng = np.random.default_rng(config.seed)  # the shuffling stream fit() would make
-    initial_epoch, prior = 0, None
-    if args.checkpoint:
-        saver, initial_epoch, prior = _checkpointing(args, net, opt, rng, config, out,
-                                                     callbacks, average)
-        callbacks.append(saver)
+    if trainer.resumed_from is not None:
+        print(f"resuming after epoch {trainer.initial_epoch} from {trainer.resumed_from}",
+              file=out, flush=True)
+    elif args.resume:
+        print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
     printer = _make_printer(config.epochs, not args.no_progress, out)
-    callbacks.append(printer)
+    callbacks = [printer]
     wandb_cb = None
     # A W&B agent runs `fastnn train --key=value ...` with WANDB_SWEEP_ID set: log to it.
     if args.wandb_project or args.wandb_entity or os.environ.get("WANDB_SWEEP_ID"):
@@ -416,19 +386,9 @@ def cmd_train(args, out):
         wandb_cb = WandbCallback(args.wandb_project or "fastnn", args.wandb_entity,
                                  config=config.to_dict(), name=run_name(config))
         callbacks.append(wandb_cb)
-
-    start = time.perf_counter()
     try:
         with _sigterm_as_interrupt():  # a scheduler's `kill` (Slurm's SIGTERM) is Ctrl-C
-            history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
-                          batch_size=config.batch_size,
-                          validation_data=(split.X_val, split.y_val), seed=rng,
-                          callbacks=callbacks, threads=args.threads,
-                          clip_norm=config.clip_norm or None, initial_epoch=initial_epoch,
-                          augment=config.augmentation(split.X_train.shape[1]),
-                          average=average, sam=config.sam)
-        if prior:
-            history = _history_from(prior, then=history)
+            trainer.fit(callbacks)
     except KeyboardInterrupt:
         printer.close_bar()
         if save_path is not None:
@@ -440,56 +400,15 @@ def cmd_train(args, out):
         else:
             print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    wall = time.perf_counter() - start
-    test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
+    test_loss, test_acc = trainer.evaluate()
     print(f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}  "
-          f"(training {wall:.1f}s)", file=out, flush=True)
+          f"(training {trainer.seconds:.1f}s)", file=out, flush=True)
     if wandb_cb is not None:
         wandb_cb.finish({"test_accuracy": test_acc, "test_loss": test_loss})
     if save_path is not None:
-        modelfile.save(net, save_path, class_names=split.class_names,
-                       metadata={"config": config.to_dict(), "history": history.to_dict(),
-                                 "test_accuracy": test_acc, "dataset": config.dataset})
+        trainer.save(save_path, test_accuracy=test_acc)
         print(f"model saved to {save_path}", file=out)
     return 0
-
-
-def _checkpointing(args, net, opt, rng, config, out, callbacks=(), average=None):
-    """The Checkpoint callback, restoring the last checkpoint first with --resume.
-
-    Returns (callback, epochs already done, history record of those epochs).
-    """
-    from . import checkpoint
-    from .train import EarlyStopping
-
-    stoppers = [cb for cb in callbacks if isinstance(cb, EarlyStopping)]
-    initial_epoch, prior = 0, None
-    path = checkpoint.checkpoint_path(args.checkpoint)
-    if args.resume and path.exists():
-        initial_epoch, prior = checkpoint.load(path, net, opt, rng, config.to_dict(), stoppers,
-                                               average)
-        print(f"resuming after epoch {initial_epoch} from {path}", file=out, flush=True)
-    elif args.resume:
-        print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
-    saver = checkpoint.Checkpoint(args.checkpoint, net, opt, rng, config.to_dict(), stoppers,
-                                  average)
-    if prior:
-        saver.history = _history_from(prior)
-    return saver, initial_epoch, prior
-
-
-def _history_from(record, then=None):
-    """A History of a checkpoint's epochs, followed by those of ``then``."""
-    from .train import History
-
-    history = History()
-    keys = [k for k in record if k != "epoch"]
-    for i, epoch in enumerate(record["epoch"]):
-        history.append(epoch, {k: record[k][i] for k in keys})
-    if then is not None:
-        for i, epoch in enumerate(then.epoch):
-            history.append(epoch, {k: v[i] for k, v in then.history.items()})
-    return history
 
 
 def cmd_evaluate(args, out):

@@ -14,7 +14,7 @@ from . import optimizers
 from .augment import Augmentation
 from .average import WeightAverage
 from .network import Network
-from .train import Callback, EarlyStopping, fit
+from .train import SAM, Callback, EarlyStopping, fit
 
 # Checks of scikit-learn that cannot pass, with the reason (used by the tests as
 # parametrize_with_checks(expected_failed_checks=...)).
@@ -212,10 +212,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = fit(self.network_, self.optimizer_, X, encoded, epochs=self.epochs,
                             batch_size=min(self.batch_size, X.shape[0]),
                             validation_data=validation, seed=seed, callbacks=callbacks,
-                            augment=self._augment, average=self._average,
-                            sam=self.sam)
+                            features=self._features())
         self._seed_, self._epochs_done = seed, len(self.history_.epoch)
         return self
+
+    def _features(self):
+        """The training features :func:`fastnn.fit` composes around the step."""
+        features = [self._augment, self._average, SAM(self.sam or 0)]
+        return [f for f in features if f is not None]
 
     def _split(self, X, y, seed):
         from sklearn.model_selection import train_test_split
@@ -252,8 +256,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("classes differs from the classes of the first partial_fit call")
         history = fit(self.network_, self.optimizer_, X, self._encode(y), epochs=1,
                       batch_size=min(self.batch_size, X.shape[0]),
-                      seed=self._seed_ + self._epochs_done, augment=self._augment,
-                      average=self._average, sam=self.sam)
+                      seed=self._seed_ + self._epochs_done, features=self._features())
         self._epochs_done += 1
         if first or not hasattr(self, "history_"):
             self.history_ = history

@@ -513,7 +513,8 @@ class Network:
                                     *self._smoothed, float(lam), float(mu))
         return loss, n_correct
 
-    def compiled_step(self, optimizer, X, y, batch_size, update=True, augment=None, rng=None):
+    def compiled_step(self, optimizer, X, y, batch_size, update=True, augment=None, rng=None,
+                      clip_norm=None, sam=None):
         """The whole training step as one compiled call, or None where it does not apply.
 
         Returns a :class:`CompiledStep` for the numba kernel set (None with
@@ -524,8 +525,11 @@ class Network:
         the six built-in optimizers bound to this network's parameters with
         the numba kernels, the optimizer's update too. With an ``augment``
         (:class:`~fastnn.augment.Augmentation`) each batch is shifted and
-        flipped as it is gathered, from draws of ``rng``. Compiles (or
-        loads from the disk cache) here, for the types of ``X`` and ``y``.
+        flipped as it is gathered, from draws of ``rng``. ``clip_norm`` and
+        ``sam`` run gradient clipping and sharpness-aware minimisation
+        inside the step (as :func:`fastnn.fit` does them around the Python
+        step). Compiles (or loads from the disk cache) here, for the types
+        of ``X`` and ``y``.
         """
         if self.kernels != "numba" or _jit.kernel_dtype(self.dtype) is None or self.norms:
             return None
@@ -533,7 +537,8 @@ class Network:
             return None
         from .step import CompiledStep
 
-        return CompiledStep(self, optimizer, X, y, batch_size, update, augment, rng)
+        return CompiledStep(self, optimizer, X, y, batch_size, update, augment, rng, clip_norm,
+                            sam)
 
     # ------------------------------------------------------------- public API
     def _check_X(self, X):

@@ -11,7 +11,6 @@ with several seeds, ``compare_loss`` the best one with squared-error loss,
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -257,14 +256,12 @@ def plot_curves(histories, path, title):
 # --------------------------------------------------------------- training
 def train_config(values, dataset, data_dir, seed, split=None):
     """Train one configuration; return (net, history, test accuracy, split, seconds)."""
-    from . import train
+    from .trainer import train
 
     config = dataclasses.replace(TrainConfig(**{**values, "dataset": dataset}), seed=seed)
     split = split or datasets.prepare(dataset, data_dir=data_dir, seed=0)
-    start = time.perf_counter()
-    net, _, history = train.train_config(config, split)
-    seconds = time.perf_counter() - start
-    return net, history, net.evaluate(split.X_test, split.y_test)[1], split, seconds
+    trainer = train(config, split)
+    return trainer.net, trainer.history, trainer.evaluate()[1], split, trainer.seconds
 
 
 def seed_study(df, records, dataset, data_dir, seeds, top=3, log=None, goal="maximize"):

@@ -41,7 +41,10 @@ STEP_FIELDS = {
     "height": "image height (augmentation)",
     "width": "image width (augmentation)",
     "mix": "1: mixup blends the rows and targets",
+    "clip_norm": "clip the gradient to this global L2 norm before the update (0: off)",
+    "sam": "sharpness-aware minimisation radius rho (0: off)",
 }
+_FLOAT_STEP_FIELDS = ("clip_norm", "sam")  # float64; the others int64
 
 
 @functools.cache
@@ -55,5 +58,6 @@ def network_dtype(dtype_name):
 
 @functools.cache
 def step_dtype():
-    """The structured dtype of the compiled step's record (all int64)."""
-    return np.dtype([(name, np.int64) for name in STEP_FIELDS], align=True)
+    """The structured dtype of the compiled step's record."""
+    return np.dtype([(name, np.float64 if name in _FLOAT_STEP_FIELDS else np.int64)
+                     for name in STEP_FIELDS], align=True)

@@ -30,13 +30,25 @@ Equations, per layer l = 1..L, for a batch of n rows ``x``:
     update    the optimizer's rule on [W_l, b_l] as soon as their gradient is
               complete (while it is in cache): the same arithmetic as one pass
               over the flat vector, since every rule is element-wise.
+
+With sharpness-aware minimisation (``sam`` = rho > 0) the gradient g at w
+moves the weights to ``w + rho * g / ||g||``, a second forward and backward
+there (fresh dropout masks) gives the gradient the update uses, and w is
+restored; with ``clip_norm`` = c > 0 the gradient is scaled by
+``c / ||g||`` when its norm is above c. Both need the whole gradient first,
+so the update then runs after the backward pass, over the flat vector, as
+:func:`fastnn.train.fit` does it around the Python step
+(:class:`fastnn.train._SharpnessAware`, :func:`fastnn.gradnorm.clip_`).
 """
+
+import math
 
 import numpy as np
 
 from . import _blas, _jit, optimizers, settings
 from ._jit import call_c, fused
 from .augment import _gather_augmented_fused, _mix_rows_fused
+from .gradnorm import _sum_squares_fused
 from .layout import B_START, B_STOP, BUF_START, N_IN, N_OUT, W_START
 from .network import _dropout_fused, _weight_decay_fused
 
@@ -66,8 +78,11 @@ class CompiledStep:
     was, as in the Python loop, which stops before the update.
     """
 
-    def __init__(self, net, optimizer, X, y, batch_size, update, augment=None, rng=None):
+    def __init__(self, net, optimizer, X, y, batch_size, update, augment=None, rng=None,
+                 clip_norm=None, sam=None):
         self.net = net
+        self.clip_norm, self.sam = float(clip_norm or 0), float(sam or 0)
+        self.clips = self.clip_norm > 0  # the caller must not clip again
         self.augment = augment if augment is not None and augment.active else None
         self.rng = rng
         self.optimizer = optimizer
@@ -93,6 +108,7 @@ class CompiledStep:
         record["capacity"] = net._capacity
         record["update"] = self.updates
         record["in_place"] = net._loss.in_place
+        record["clip_norm"], record["sam"] = self.clip_norm, self.sam
         if aug is not None:
             record["shift"], record["flip"] = aug.shift, aug.flip
             record["height"], record["width"] = aug.image_shape
@@ -108,12 +124,19 @@ class CompiledStep:
         bufs = (net._z_all, net._delta_all, net._mask_all, net._dropped_all, net._pre_all,
                 net._ones)
         self._hidden_masks = [layer.mask for layer in net.layers[:-1]] if net.dropout else []
+        # SAM's second pass draws its own dropout masks, before the call
+        masks2 = np.empty(net._mask_all.size if self.sam else 0, dtype=net.dtype)
+        if self.sam:
+            self._hidden_masks += [net.layout.block(masks2, i, net._capacity)
+                                   for i in range(len(self._hidden_masks))]
+        bufs2 = (*bufs[:2], masks2 if masks2.size else net._mask_all, *bufs[3:])
+        self._saved = np.empty(net._flat.size if self.sam else 0, dtype=net.dtype)
         one = net.dtype.type(1)
         # the kernel's arguments before and after (idx, inv_n, lam, mu)
         self._head = (self._gemm, self._gemv, self._X, self._y)
         self._tail = (self._xb, self._yb, self._draws, net._flat, net._flat_grad,
-                      net.layout.table(net._capacity), bufs, state, net._settings, u,
-                      self._record, self._out)
+                      net.layout.table(net._capacity), (bufs, bufs2), state, net._settings, u,
+                      self._record, self._saved, self._out)
         args = (*self._head, np.zeros(1, np.intp), one, one, one, *self._tail)
         self._kernel = _jit.specialized(
             _train_step_fused, args, _act_forward=net._act.forward_fused,
@@ -249,7 +272,7 @@ def _forward(gemm, x, flat, table, bufs, s, drop):
 
 
 @fused(None)
-def _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, step):
+def _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, update):
     """Backward pass (:meth:`Network._backward`), each layer's update right after it."""
     _, delta_all, mask_all, dropped_all, pre_all, ones = bufs
     n = x.shape[0]
@@ -278,39 +301,97 @@ def _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, step):
             delta = delta_prev
         if decay:
             _weight_decay_fused(grad[w0:b0], flat[w0:b0], s)
-        if step.update:
-            s0, s1 = state
-            _update(flat[w0:b1], grad[w0:b1], s0[w0:b1] if s0.size else s0,
-                    s1[w0:b1] if s1.size else s1, u)
+        if update:
+            _update_slice(flat, grad, state, u, w0, b1)
+
+
+@fused(None)
+def _update_slice(flat, grad, state, u, start, stop):
+    """The optimizer's update of parameters ``start:stop`` (state sliced alike)."""
+    s0, s1 = state
+    _update(flat[start:stop], grad[start:stop], s0[start:stop] if s0.size else s0,
+            s1[start:stop] if s1.size else s1, u)
+
+
+@fused(None)
+def _pass(gemm, gemv, x, labels, flat, grad, table, bufs, state, s, u, inv_n, lam, mu, rec,
+          update, penalty):
+    """Forward, loss and (when the loss is finite) backward; returns (sum, correct, finite)."""
+    logits = _forward(gemm, x, flat, table, bufs, s, s[0].drop_p != s[0].one - s[0].one)
+    n, k = logits.shape
+    delta = logits if rec.in_place else _block(bufs[1], table, table.shape[0] - 1, n, k)
+    total, correct = _loss(logits, labels, delta, s, inv_n, lam, mu)
+    finite = np.isfinite(total + penalty)
+    if finite:
+        _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, update)
+    return total, correct, finite
+
+
+@fused(None)
+def _as_dtype(value, like):
+    """``value`` (float64) rounded to the dtype of array ``like``, as NumPy casts a scalar."""
+    out = np.empty(1, like.dtype)
+    out[0] = value
+    return out[0]
+
+
+@fused(None)
+def _sam_perturb(flat, grad, saved, rho):
+    """Save w; move to ``w + rho * g / ||g||`` (left at w when g is zero)."""
+    for i in range(flat.size):
+        saved[i] = flat[i]
+    norm = math.sqrt(_sum_squares_fused(grad))
+    if norm > 0:
+        scale = _as_dtype(rho / norm, flat)
+        for i in range(flat.size):
+            flat[i] = grad[i] * scale + saved[i]
 
 
 @fused(None)
 def _train_step_fused(gemm, gemv, X, y, idx, inv_n, lam, mu, xb, yb, draws, flat, grad, table,
-                      bufs, state, s, u, step, out):
+                      bufs, state, s, u, step, saved, out):
     """One whole training step in one compiled call; reads like the Python step.
 
     Gather rows ``idx`` of (X, y) (augmented and mixed as the step record
     ``step`` says, from ``draws``, ``lam`` and ``mu`` drawn by the caller);
     forward; softmax + loss into dL/dz (in place over the logits when the
-    loss allows); backward with the weight-decay gradient and, when
-    ``step.update``, the optimizer's update layer by layer. Dropout masks
-    hold uniform draws on entry (drawn by the caller from the network's
+    loss allows); backward with the weight-decay gradient; SAM's second
+    pass and clipping when the record asks; the optimizer's update when
+    ``step.update`` (layer by layer during the backward pass when neither
+    SAM nor clipping needs the whole gradient first). Dropout masks hold
+    uniform draws on entry, in ``bufs[0]`` for the first pass and
+    ``bufs[1]`` for SAM's second (drawn by the caller from the network's
     generator, so both steps see the same masks).
 
     ``out`` receives (summed loss, number correct, 1.0 if the step ran
-    backward and the update, 0.0 if the loss was not finite and nothing
-    was changed); ``out[3]`` holds the weight-decay penalty on entry.
+    backward and the update, 0.0 if a loss was not finite and nothing was
+    changed); ``out[3]`` holds the weight-decay penalty on entry.
     """
     rec = step[0]
     x, labels = _gather(X, y, idx, xb, yb, draws, rec, lam, mu)
-    logits = _forward(gemm, x, flat, table, bufs, s, s[0].drop_p != s[0].one - s[0].one)
-    n, k = logits.shape
-    delta = logits if rec.in_place else _block(bufs[1], table, table.shape[0] - 1, n, k)
-    total, correct = _loss(logits, labels, delta, s, inv_n, lam, mu)
+    whole = rec.sam > 0 or rec.clip_norm > 0  # the update needs the whole gradient first
+    total, correct, finite = _pass(gemm, gemv, x, labels, flat, grad, table, bufs[0], state, s,
+                                   u, inv_n, lam, mu, rec, rec.update and not whole, out[3])
     out[0] = total
     out[1] = correct
     out[2] = 0.0
-    if not np.isfinite(total + out[3]):
+    if not finite:
         return
-    _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, rec)
+    if rec.sam > 0:
+        _sam_perturb(flat, grad, saved, rec.sam)
+        total2, _, finite = _pass(gemm, gemv, x, labels, flat, grad, table, bufs[1], state, s,
+                                  u, inv_n, lam, mu, rec, False, out[3])
+        for i in range(flat.size):
+            flat[i] = saved[i]
+        if not finite:
+            out[0] = total2  # the loop stops before the update, at w
+            return
+    if rec.clip_norm > 0:
+        norm = math.sqrt(_sum_squares_fused(grad))
+        if norm > rec.clip_norm:
+            scale = _as_dtype(rec.clip_norm / norm, grad)
+            for i in range(grad.size):
+                grad[i] *= scale
+    if rec.update and whole:
+        _update_slice(flat, grad, state, u, 0, flat.size)
     out[2] = 1.0

@@ -4,15 +4,23 @@ import contextlib
 import functools
 import math
 import time
+import warnings
 
 import numpy as np
 
-from . import _checks, _threads
+from . import _checks, _threads, gradnorm
+from .augment import Augmentation
 from .average import WeightAverage
+from .callbacks import (  # noqa: F401 - the names fastnn.train has always offered
+    METRICS,
+    Callback,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+)
 from .errors import TrainingDivergedError
 from .network import as_labels
-
-METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "time")
 
 # Below this many multiply-adds in the largest layer's product (batch x
 # n_in x n_out), one BLAS thread trains faster than two: measured on the
@@ -69,108 +77,6 @@ def blas_threads(n):
         yield
 
 
-class History:
-    """Per-epoch metrics of a :func:`fit` call.
-
-    Attributes
-    ----------
-    epoch : list of int
-        1-based epoch numbers that completed.
-    history : dict of str -> list of float
-        ``loss`` and ``accuracy`` (running means over the epoch's batches,
-        loss including the weight-decay penalty), ``val_loss`` and
-        ``val_accuracy`` (after the epoch, on the validation data; absent
-        without validation data) and ``time`` (seconds per epoch).
-    """
-
-    def __init__(self):
-        self.epoch = []
-        self.history = {}
-
-    def append(self, epoch, logs):
-        """Record the metrics ``logs`` (a dict) of one finished epoch."""
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __contains__(self, key):
-        return key in self.history
-
-    def __len__(self):
-        return len(self.epoch)
-
-    def last(self):
-        """Metrics of the last epoch as a dict (empty before the first)."""
-        return {k: v[-1] for k, v in self.history.items()}
-
-    def to_dict(self):
-        """A JSON-able copy: ``{"epoch": [...], "loss": [...], ...}``."""
-        return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
-
-    def to_dataframe(self):
-        """The metrics as a pandas DataFrame indexed by epoch (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError('History.to_dataframe needs pandas: pip install "fastnn[plot]"'
-                              ) from exc
-        return pd.DataFrame(self.history, index=pd.Index(self.epoch, name="epoch"))
-
-    def plot(self, path=None):
-        """Plot loss and accuracy curves (train and validation) with matplotlib.
-
-        Returns the figure; with ``path`` it is also saved there as PNG.
-        """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError('History.plot needs matplotlib: pip install "fastnn[plot]"'
-                              ) from exc
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, metric in zip(axes, ("loss", "accuracy")):
-            for key, style in ((metric, "--"), (f"val_{metric}", "-")):
-                if key in self.history:
-                    ax.plot(self.epoch, self.history[key], style, label=key)
-            ax.set(xlabel="epoch", ylabel=metric)
-            ax.legend()
-        fig.tight_layout()
-        if path is not None:
-            from ._atomic import atomic_open
-
-            with atomic_open(path, "wb") as f:
-                fig.savefig(f, format="png")
-        return fig
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, last={self.last()})"
-
-
-class Callback:
-    """Base class of training callbacks; override what you need.
-
-    ``on_epoch_end`` may return True to stop training after that epoch.
-    ``on_batch_end`` is only called when a subclass overrides it.
-    """
-
-    def on_train_begin(self, net, n_batches):
-        """Called once before the first epoch with the batches per epoch."""
-
-    def on_epoch_begin(self, epoch):
-        """Called before each epoch (1-based)."""
-
-    def on_batch_end(self, step, loss):
-        """Called after each optimizer step (1-based step within the epoch)."""
-
-    def on_epoch_end(self, epoch, logs):
-        """Called after each epoch with its metrics; return True to stop."""
-
-    def on_train_end(self, history):
-        """Called once after the last epoch."""
-
-
 def check_finite_rows(X, name="X", chunk=4096):
     """Raise ValueError naming the first row of ``X`` with a NaN or infinity.
 
@@ -184,9 +90,61 @@ def check_finite_rows(X, name="X", chunk=4096):
             raise ValueError(f"{name} has a NaN or infinite value in row {row}")
 
 
+class ClipNorm:
+    """Feature: rescale every step's gradient to at most ``max_norm`` (global L2 norm).
+
+    Applied after the weight-decay gradient and before the update (inside
+    the compiled step too). ``ClipNorm(0)`` is off.
+    """
+
+    def __init__(self, max_norm):
+        self.max_norm = float(_checks.number("clip_norm", max_norm, low=0))
+
+
+class SAM:
+    """Feature: sharpness-aware minimisation with radius ``rho`` (Foret et al., 2021).
+
+    Every step takes its gradient at ``w + rho * g / ||g||``, ``g`` the
+    batch's gradient at ``w``, on the same batch, so a step costs two
+    forward and backward passes. ``SAM(0)`` is off.
+    """
+
+    def __init__(self, rho):
+        self.rho = float(_checks.number("sam", rho, low=0))
+
+
+_FEATURES = {ClipNorm: "clip", SAM: "sam", Augmentation: "augment", WeightAverage: "average"}
+_LEGACY = {"clip_norm": ClipNorm, "sam": SAM, "augment": None, "average": WeightAverage}
+
+
+def _features(features, legacy):
+    """The features by kind (clip, sam, augment, average), from ``features`` and old keywords."""
+    found = {}
+    for name, value in legacy.items():
+        if name not in (*_LEGACY, "shuffle", "kernels"):
+            raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
+        warnings.warn(f"fit({name}=...) is deprecated: pass features=[...] "
+                      "(ClipNorm, SAM, Augmentation, WeightAverage)", DeprecationWarning,
+                      stacklevel=3)
+        if name in _LEGACY and value is not None and value is not False:
+            make = _LEGACY[name]
+            features = [*features, make(value) if make and not isinstance(value, make)
+                        else value]
+    for feature in features:
+        if feature is None:  # e.g. features=[config.augmentation(...)] when it is off
+            continue
+        kind = next((k for cls, k in _FEATURES.items() if isinstance(feature, cls)), None)
+        if kind is None:
+            raise TypeError(f"not a training feature: {feature!r} (ClipNorm, SAM, "
+                            "Augmentation or WeightAverage)")
+        if kind in found:
+            raise ValueError(f"two {type(feature).__name__} features given")
+        found[kind] = feature
+    return found
+
+
 def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, seed=0,
-        shuffle=True, callbacks=(), threads=None, clip_norm=None, initial_epoch=0,
-        kernels=None, augment=None, average=None, sam=None):
+        callbacks=(), features=(), threads=None, initial_epoch=0, **legacy):
     """Train ``net`` with ``optimizer`` on mini-batches of (X, y).
 
     Parameters
@@ -198,45 +156,32 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     X : array_like (n_samples, n_features)
         Converted once to the network dtype (a copy unless it already is).
     y : array_like (n_samples,) int, or one-hot (n_samples, n_classes)
-    epochs : int >= 1
-    batch_size : int >= 1
+    epochs, batch_size : int >= 1
         The last batch of an epoch holds the remainder.
     validation_data : (X_val, y_val) or None
         Evaluated after every epoch.
     seed : int, None or numpy.random.Generator
-        Seed of the shuffling; with the network seed it makes the run
-        reproducible bit for bit. A Generator is used (and advanced) as is,
-        which is how a resumed run continues the same sequence.
-    shuffle : bool
-        Draw a fresh permutation every epoch.
+        Seed of the shuffling (a fresh permutation every epoch); with the
+        network seed it makes the run reproducible bit for bit. A Generator
+        is used (and advanced) as is, which is how a resumed run continues.
     callbacks : sequence of Callback
+    features : sequence
+        What changes the step, composed around it (as optax chains
+        transforms): :class:`ClipNorm`, :class:`SAM`,
+        :class:`~fastnn.augment.Augmentation` (shift, flip, mixup of every
+        training batch as it is gathered), :class:`~fastnn.average.WeightAverage`
+        (validation, callbacks and the final network use the averaged
+        weights). With the numba kernels all of them run inside the
+        compiled step.
     threads : int, optional
         Thread budget (default ``$FASTNN_NUM_THREADS`` or the available
-        CPUs). The compiled step (numba kernels) gives BLAS the whole
-        budget; the Python step trains small layers on one BLAS thread,
-        which was measured to be faster there (:func:`blas_threads_for`).
-    clip_norm : float, optional
-        Rescale the gradient of every step to at most this L2 norm.
+        CPUs); see :func:`blas_threads_for`.
     initial_epoch : int
         Epochs already done (when resuming): training runs epochs
         ``initial_epoch + 1`` to ``epochs``.
-    kernels : {'auto', 'numba', 'numpy'}, optional
-        Switch ``net`` and ``optimizer`` to this kernel set first (see
-        :meth:`Network.set_kernels`); None keeps the sets they were built
-        with.
-    augment : fastnn.augment.Augmentation, optional
-        Shift, flip and mix up every training batch as it is gathered
-        (never the validation data), from draws of the shuffling generator.
-    average : float or fastnn.average.WeightAverage, optional
-        Keep an exponential moving average of the weights with this decay
-        (or this average, e.g. a resumed one): validation metrics, the
-        callbacks' ``on_epoch_end`` (early stopping, keep-best) and the
-        network after training use the averaged weights.
-    sam : float, optional
-        Sharpness-aware minimisation with this radius (rho; None or 0:
-        off): every step takes its gradient at ``w + rho * g / ||g||``,
-        ``g`` the batch's gradient at ``w``, on the same batch, so a step
-        costs two forward and backward passes (Foret et al., 2021).
+    **legacy
+        ``clip_norm``, ``sam``, ``augment``, ``average`` (the features
+        above), ``shuffle`` and ``kernels``: deprecated, still honoured.
 
     Returns
     -------
@@ -252,53 +197,38 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     """
     _checks.number("epochs", epochs, low=1, integer=True)
     _checks.number("batch_size", batch_size, low=1, integer=True)
-    if clip_norm is not None:
-        _checks.number("clip_norm", clip_norm, low=0)
-    if sam is not None:
-        _checks.number("sam", sam, low=0)
+    shuffle, kernels = legacy.get("shuffle", True), legacy.get("kernels")
+    found = _features(features, legacy)
     if kernels is not None:
         net.set_kernels(kernels)
         if hasattr(optimizer, "set_kernels"):
             optimizer.set_kernels(kernels)
-    X = net._check_X(X)
-    check_finite_rows(X)
-    n = X.shape[0]
-    y = as_labels(y, n, net.n_classes)
-    X_val = y_val = None
-    if validation_data is not None:
-        X_val, y_val = validation_data
-        X_val = net._check_X(X_val)
-        check_finite_rows(X_val, "X_val")
-        y_val = as_labels(y_val, X_val.shape[0], net.n_classes)
-
+    X, y, val = _checked_data(net, X, y, validation_data)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    batch = min(batch_size, n)
-    n_batches = math.ceil(n / batch)
+    batch = min(batch_size, X.shape[0])
+    n_batches = math.ceil(X.shape[0] / batch)
     callbacks = list(callbacks)
     history = History()
     for cb in callbacks:
         cb.on_train_begin(net, n_batches)
-
-    # With the numba kernels a step is one compiled call (gather, forward,
-    # backward and, without clipping, the update); net.train_step_ is the
-    # same step in Python, the reference.
+    augment, average = found.get("augment"), found.get("average")
     if augment is not None and not augment.active:
         augment = None
     if augment is not None and augment.moves and \
             augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
         raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
                          f"{X.shape[1]} features")
-    if average is not None and not isinstance(average, WeightAverage):
-        average = WeightAverage(average)
     if average is not None:
         average.start(net)
-    run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng,
-                                            threads, sam)
+    clip = found["clip"].max_norm if "clip" in found else None
+    sam = found["sam"].rho if "sam" in found else None
+    run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip or None, augment,
+                                            rng, threads, sam or None)
+    loop = _Loop(net, optimizer, run_step, clip or None, average, callbacks, history)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
-        _epochs(net, optimizer, X, y, X_val, y_val, range(initial_epoch + 1, epochs + 1),
-                batch, shuffle, rng, callbacks, history, clip_norm, run_step, average)
+        loop.run(X, y, val, range(initial_epoch + 1, epochs + 1), batch, shuffle, rng)
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     if average is not None:
@@ -308,151 +238,25 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     return history
 
 
-class EarlyStopping(Callback):
-    """Stop when a monitored metric stops improving; optionally restore the best weights.
+def _checked_data(net, X, y, validation_data):
+    """X and y (and the validation pair, or None) checked and in the network dtype."""
+    X = net._check_X(X)
+    check_finite_rows(X)
+    y = as_labels(y, X.shape[0], net.n_classes)
+    if validation_data is None:
+        return X, y, None
+    X_val, y_val = validation_data
+    X_val = net._check_X(X_val)
+    check_finite_rows(X_val, "X_val")
+    return X, y, (X_val, as_labels(y_val, X_val.shape[0], net.n_classes))
 
-    Parameters
-    ----------
-    monitor : str
-        A key of the epoch logs, ``val_loss`` by default (needs validation data).
-    patience : int
-        Epochs without improvement before stopping.
-    min_delta : float
-        Smallest change that counts as an improvement.
-    restore_best_weights : bool
-        At the end, copy back the parameters (and any batch-norm running
-        statistics) of the best epoch.
-    prefer_later : bool
-        A later epoch that ties the best score exactly becomes the best
-        one; keep-best uses it, as a tie on the validation
-        set is no evidence against the longer-trained weights.
 
-    Attributes
-    ----------
-    best_epoch, stopped_epoch : int
-        1-based; ``stopped_epoch`` is 0 if training ran to the end.
+def clip_gradients_(flat_grad, max_norm, kernels="numpy"):
+    """Scale ``flat_grad`` in place so its L2 norm is at most ``max_norm``; return the norm.
+
+    See :func:`fastnn.gradnorm.clip_` (``kernels`` picks how the norm is summed).
     """
-
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0,
-                 restore_best_weights=True, prefer_later=False):
-        _checks.number("patience", patience, low=1, integer=True)
-        self.prefer_later = bool(prefer_later)
-        self.monitor = monitor
-        self.patience = patience
-        self.min_delta = min_delta
-        self.restore_best_weights = restore_best_weights
-        self.sign = -1.0 if "loss" in monitor else 1.0  # maximise accuracies
-
-    def on_train_begin(self, net, n_batches):
-        self.net = net
-        self.best = -math.inf
-        self.best_epoch = 0
-        self.stopped_epoch = 0
-        self.wait = 0
-        self.best_params = None
-        if getattr(self, "_resumed", None) is not None:
-            state, best_params = self._resumed
-            self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], \
-                state["wait"]
-            self.best_params = None if best_params is None else np.array(best_params)
-            self._resumed = None
-
-    def state(self):
-        """(progress as a JSON-able dict, the best weights so far or None): for checkpoints."""
-        return ({"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait},
-                self.best_params)
-
-    def resume(self, state, best_params):
-        """Continue from :meth:`state` of an interrupted run when training begins again."""
-        self._resumed = (state, best_params)
-
-    def on_epoch_end(self, epoch, logs):
-        if self.monitor not in logs:
-            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not among the "
-                             f"epoch metrics {sorted(logs)} (val_* needs validation_data)")
-        score = self.sign * logs[self.monitor]
-        better = score > self.best + self.min_delta or (self.prefer_later and score == self.best)
-        if better:
-            self.best, self.best_epoch, self.wait = score, epoch, 0
-            if self.restore_best_weights:
-                # the parameters and any batch-norm running statistics
-                self.best_params = self.net.snapshot(self.best_params)
-            return False
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            return True
-        return False
-
-    def on_train_end(self, history):
-        if self.restore_best_weights and self.best_params is not None:
-            self.net.restore(self.best_params)
-
-
-class ModelCheckpoint(Callback):
-    """Save the model after every epoch that improves ``monitor`` (atomically).
-
-    Parameters
-    ----------
-    path : str or Path
-        Model file to (over)write; see :func:`fastnn.save_model`.
-    monitor : str
-        Epoch metric to watch, ``val_loss`` by default.
-    save_best_only : bool
-        If False, save after every epoch.
-    class_names : sequence of str, optional
-    """
-
-    def __init__(self, path, monitor="val_loss", save_best_only=True, class_names=None):
-        self.path = path
-        self.monitor = monitor
-        self.save_best_only = save_best_only
-        self.class_names = class_names
-        self.sign = -1.0 if "loss" in monitor else 1.0
-
-    def on_train_begin(self, net, n_batches):
-        self.net = net
-        self.best = -math.inf
-
-    def on_epoch_end(self, epoch, logs):
-        from .modelfile import save
-
-        score = self.sign * logs.get(self.monitor, math.nan)
-        if not self.save_best_only or score > self.best:
-            self.best = max(self.best, score)
-            save(self.net, self.path, class_names=self.class_names,
-                 metadata={"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
-
-
-class LearningRateScheduler(Callback):
-    """Set ``optimizer.lr = schedule(epoch - 1)`` before every epoch.
-
-    ``schedule`` maps the 0-based epoch to a learning rate; see
-    :func:`fastnn.schedules.make` for step, exponential and cosine schedules
-    with warm-up. The rate used is recorded in the epoch logs as ``lr``.
-    """
-
-    def __init__(self, optimizer, schedule):
-        self.optimizer = optimizer
-        self.schedule = schedule
-
-    def on_epoch_begin(self, epoch):
-        self.optimizer.lr = float(self.schedule(epoch - 1))
-
-    def on_epoch_end(self, epoch, logs):
-        logs["lr"] = self.optimizer.lr
-
-
-def _l2_norm(flat):
-    return math.sqrt(float(np.vdot(flat, flat)))
-
-
-def clip_gradients_(flat_grad, max_norm):
-    """Scale ``flat_grad`` in place so its L2 norm is at most ``max_norm``; return the norm."""
-    norm = _l2_norm(flat_grad)
-    if norm > max_norm:
-        flat_grad *= max_norm / norm
-    return norm
+    return gradnorm.clip_(flat_grad, max_norm, kernels)
 
 
 class _PythonStep:
@@ -519,7 +323,7 @@ class _SharpnessAware:
         if not math.isfinite(loss):
             return loss, n_correct
         flat, grad = net._flat, net._flat_grad
-        norm = _l2_norm(grad)
+        norm = gradnorm.l2_norm(grad, net.kernels)
         np.copyto(self._saved, flat)
         np.copyto(self._stats, net._stats)
         if norm > 0:  # flat = w + rho/|g| * g, w kept in _saved
@@ -543,17 +347,15 @@ def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, thre
     it follows :func:`compiled_blas_threads_for`. The Python step, with gaps
     between its products, follows :func:`blas_threads_for`.
     """
-    compiled = net.compiled_step(optimizer, X, y, batch, update=not (clip_norm or sam),
-                                 augment=augment, rng=rng)
+    compiled = net.compiled_step(optimizer, X, y, batch, augment=augment, rng=rng,
+                                 clip_norm=clip_norm, sam=sam)
     budget = _threads.resolve(threads)
-    if compiled is not None:
-        step, n_threads = compiled, compiled_blas_threads_for(net, batch, budget)
-    else:
-        step = _PythonStep(net, X, y, batch, augment, rng)
-        n_threads = blas_threads_for(net, batch, budget)
+    if compiled is not None:  # SAM and clipping run inside it
+        return compiled, compiled_blas_threads_for(net, batch, budget)
+    step = _PythonStep(net, X, y, batch, augment, rng)
     if sam:
         step = _SharpnessAware(step, net, sam)
-    return step, n_threads
+    return step, blas_threads_for(net, batch, budget)
 
 
 def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None, rng=None,
@@ -575,54 +377,67 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
     def step(idx):
         loss, n_correct = inner(idx)
         if not inner.updates:
-            if clip_norm:
-                clip_gradients_(net.grads.flat, clip_norm)
+            if clip_norm and not getattr(inner, "clips", False):
+                clip_gradients_(net.grads.flat, clip_norm, net.kernels)
             optimizer.step(net.grads)
         return loss, n_correct
 
     return step, n_threads
 
 
-def _epochs(net, optimizer, X, y, X_val, y_val, epoch_range, batch, shuffle, rng, callbacks,
-            history, clip_norm, run_step, average=None):
-    n = X.shape[0]
-    order = np.arange(n)
-    batch_cbs = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
-    grads = net.grads
-    for epoch in epoch_range:
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch)
-        start_time = time.perf_counter()
-        idx_all = rng.permutation(n) if shuffle else order
+class _Loop:
+    """The epoch loop of :func:`fit`: steps, the update when the step leaves it, callbacks."""
+
+    def __init__(self, net, optimizer, step, clip_norm, average, callbacks, history):
+        self.net, self.optimizer, self.step = net, optimizer, step
+        self.clip_norm, self.average = clip_norm, average
+        self.callbacks, self.history = callbacks, history
+        self.batch_cbs = [cb for cb in callbacks
+                          if type(cb).on_batch_end is not Callback.on_batch_end]
+
+    def run(self, X, y, val, epoch_range, batch, shuffle, rng):
+        n = X.shape[0]
+        order = np.arange(n)
+        for epoch in epoch_range:
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch)
+            start_time = time.perf_counter()
+            idx_all = rng.permutation(n) if shuffle else order
+            logs = self.epoch(epoch, idx_all, batch)
+            average = self.average
+            with average.swapped_in() if average is not None else contextlib.nullcontext():
+                if val is not None:
+                    logs["val_loss"], logs["val_accuracy"] = self.net.evaluate(*val)
+                logs["time"] = time.perf_counter() - start_time
+                stop = False
+                for cb in self.callbacks:  # before recording: a callback may add to the logs
+                    stop = bool(cb.on_epoch_end(epoch, logs)) or stop
+            self.history.append(epoch, logs)
+            if stop:
+                break
+
+    def epoch(self, epoch, idx_all, batch):
+        """One pass over the batches of ``idx_all``; the epoch's loss and accuracy."""
+        net, run_step = self.net, self.step
+        n = idx_all.shape[0]
         loss_sum = 0.0
         correct = 0
         for step, start in enumerate(range(0, n, batch), 1):
             idx = idx_all[start:start + batch]
-            m = idx.shape[0]
             loss, n_correct = run_step(idx)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(epoch, step, loss)
             if not run_step.updates:
-                if clip_norm:
-                    clip_gradients_(grads.flat, clip_norm)
-                optimizer.step(grads)
-            if average is not None:
-                average.update()
-            loss_sum += loss * m
+                if self.clip_norm and not getattr(run_step, "clips", False):
+                    clip_gradients_(net.grads.flat, self.clip_norm, net.kernels)
+                self.optimizer.step(net.grads)
+            if self.average is not None:
+                self.average.update()
+            loss_sum += loss * idx.shape[0]
             correct += n_correct
-            for cb in batch_cbs:
+            for cb in self.batch_cbs:
                 cb.on_batch_end(step, loss)
-        logs = {"loss": loss_sum / n, "accuracy": correct / n}
-        with average.swapped_in() if average is not None else contextlib.nullcontext():
-            if X_val is not None:
-                logs["val_loss"], logs["val_accuracy"] = net.evaluate(X_val, y_val)
-            logs["time"] = time.perf_counter() - start_time
-            stop = False
-            for cb in callbacks:  # before recording: a callback may add to the logs
-                stop = bool(cb.on_epoch_end(epoch, logs)) or stop
-        history.append(epoch, logs)
-        if stop:
-            break
+        return {"loss": loss_sum / n, "accuracy": correct / n}
 
 
 def build(config, n_features, n_classes, threads=None, kernels=None):
@@ -663,22 +478,3 @@ def config_callbacks(config, optimizer):
         callbacks.append(EarlyStopping(monitor="val_accuracy", patience=config.epochs + 1,
                                        restore_best_weights=True, prefer_later=True))
     return callbacks
-
-
-def train_config(config, split, callbacks=(), threads=None, kernels=None):
-    """Build and train what ``config`` describes on a :class:`~fastnn.datasets.Split`.
-
-    Returns
-    -------
-    (Network, Optimizer, History)
-    """
-    config = config.validated()
-    net, opt = build(config, split.X_train.shape[1], len(split.class_names), threads=threads,
-                     kernels=kernels)
-    history = fit(net, opt, split.X_train, split.y_train, epochs=config.epochs,
-                  batch_size=config.batch_size, validation_data=(split.X_val, split.y_val),
-                  seed=config.seed, callbacks=[*config_callbacks(config, opt), *callbacks],
-                  threads=threads, clip_norm=config.clip_norm or None,
-                  augment=config.augmentation(split.X_train.shape[1]),
-                  average=config.weight_average(), sam=config.sam)
-    return net, opt, history

@@ -19,4 +19,4 @@ def test_save_refused_before_training_when_the_disk_is_full(tmp_path, capsys, mo
     assert model.read_bytes() == b"precious"
     rc = main(["train", "-d", "digits", "-e", "1", "--no-progress", "--checkpoint",
                str(tmp_path / "ck")])
-    assert rc == 1 and "--checkpoint" in capsys.readouterr().err
+    assert rc == 1 and "checkpoint" in capsys.readouterr().err

@@ -14,7 +14,7 @@ Image = pytest.importorskip("PIL.Image")
 @pytest.fixture(scope="module")
 def fashion_model(tmp_path_factory, fashion_data):
     split = fastnn.datasets.prepare("fashion_mnist", data_dir=fashion_data)
-    net, _, _ = fastnn.train.train_config(fastnn.TrainConfig(epochs=2), split)
+    net = fastnn.trainer.train(fastnn.TrainConfig(epochs=2), split).net
     path = tmp_path_factory.mktemp("model") / "fashion.npz"
     fastnn.save_model(net, path, class_names=split.class_names)
     ds = fastnn.datasets.load("fashion_mnist", data_dir=fashion_data)
@@ -72,8 +72,7 @@ def test_bad_images_and_models_give_one_line_errors(fashion_model, tmp_path, cap
 
 def test_a_digits_model_reads_images_at_its_8x8_size(tmp_path, capsys):
     split = fastnn.datasets.prepare("digits")
-    net, _, _ = fastnn.train.train_config(fastnn.TrainConfig(dataset="digits", epochs=20),
-                                          split)
+    net = fastnn.trainer.train(fastnn.TrainConfig(dataset="digits", epochs=20), split).net
     path = tmp_path / "digits.npz"
     fastnn.save_model(net, path, class_names=split.class_names)
     ds = fastnn.datasets.load("digits")

@@ -19,8 +19,11 @@ def _problem(n=40, features=16, classes=4, seed=0, dtype=np.float64):
 def _sam_only(net, X, y, batch, rho):
     """The step fit runs with ``sam=rho``, without the optimizer's update."""
     opt = optimizers.get("sgd", net.params, kernels=net.kernels, threads=1)
-    step, _ = train._step_and_threads(net, opt, X, y, batch, None, None,
-                                      np.random.default_rng(0), 1, rho)
+    step = net.compiled_step(opt, X, y, batch, update=False, rng=np.random.default_rng(0),
+                             sam=rho)
+    if step is None:  # the Python step, with SAM around it
+        step, _ = train._step_and_threads(net, opt, X, y, batch, None, None,
+                                          np.random.default_rng(0), 1, rho)
     assert not step.updates
     return step
 

@@ -139,3 +139,27 @@ def test_cli_schedule_and_lr_column(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "lr 0.01 " in out and "lr 0.005 " in out and "lr 0.0025 " in out
+
+
+def test_features_compose_and_the_old_keywords_still_work_with_a_warning():
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 4))
+    y = rng.integers(0, 3, 64)
+
+    def run(**kw):
+        net = fastnn.Network([4, 6, 3], seed=1, kernels="numpy")
+        opt = fastnn.optimizers.get("adam", net.params, kernels="numpy", lr=0.01)
+        fastnn.fit(net, opt, X, y, epochs=2, batch_size=16, **kw)
+        return net.params.flat.copy()
+
+    new = run(features=[fastnn.train.ClipNorm(0.1), fastnn.train.SAM(0.05)])
+    with pytest.warns(DeprecationWarning, match="features="):
+        old = run(clip_norm=0.1, sam=0.05)
+    np.testing.assert_array_equal(new, old)
+    assert not np.array_equal(new, run())
+    with pytest.raises(ValueError, match="two ClipNorm"):
+        run(features=[fastnn.train.ClipNorm(1), fastnn.train.ClipNorm(2)])
+    with pytest.raises(TypeError, match="not a training feature"):
+        run(features=[0.5])
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        run(clipnorm=1.0)

@@ -78,7 +78,7 @@ class _Reporter(Callback):
 def _run_one(task):
     """Train one configuration; return its result record (never raises)."""
     from .. import modelfile
-    from ..train import train_config
+    from ..trainer import train
 
     index, rid, values, seed, extra = task
     split = _WORKER["split"]
@@ -101,9 +101,9 @@ def _run_one(task):
         if _WORKER.get("early") is not None:
             reporter = _Reporter(index, _WORKER["early"])
             callbacks.append(reporter)
-        net, _, history = train_config(config, split, callbacks=callbacks,
-                                       threads=_WORKER["threads"],
-                                       kernels=_WORKER.get("kernels"))
+        trainer = train(config, split, callbacks, threads=_WORKER["threads"],
+                        kernels=_WORKER.get("kernels"))
+        net, history = trainer.net, trainer.history
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
         # the network trained (with keep_best or early stopping, the weights of
         # its best epoch, not of its last): its validation and test scores
