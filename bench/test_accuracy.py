@@ -20,10 +20,9 @@ from fastnn.cli import build_parser
 def test_printed_command_trains_exactly_the_run(values, dataset):
     argv = shlex.split(accuracy.command(values, dataset, 2))[1:]  # drop "fastnn"
     args = build_parser().parse_args(argv)
-    from fastnn.cli import _config_from_args
 
     expected = TrainConfig(**{**values, "dataset": dataset, "seed": 2}).validated()
-    assert _config_from_args(args) == expected
+    assert TrainConfig.from_args(args) == expected
 
 
 def test_study_plan_holds_seeds_ablations_mnist_and_classic():

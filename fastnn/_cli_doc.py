@@ -4,15 +4,16 @@ The test suite checks that the committed page equals :func:`render`, so no
 flag can be missing from it or described there in a stale way.
 """
 
+import argparse
 import functools
 
-from . import cli
+from . import _cli_args, cli
 
 WIDTH = 96  # help text wrapped at a fixed width, whatever the terminal
 
 
 def _help(parser):
-    parser.formatter_class = functools.partial(cli._DefaultsFormatter, width=WIDTH)
+    parser.formatter_class = functools.partial(_cli_args._DefaultsFormatter, width=WIDTH)
     return parser.format_help().rstrip()
 
 
@@ -26,7 +27,7 @@ def subcommands(parser=None):
 def render():
     """The command-line reference page, as Markdown."""
     parser = cli.build_parser()
-    parser.formatter_class = functools.partial(cli.argparse.RawDescriptionHelpFormatter,
+    parser.formatter_class = functools.partial(argparse.RawDescriptionHelpFormatter,
                                                width=WIDTH)
     lines = ["# Command line", "",
              ("Generated from fastnn's argument parser (`python -m fastnn._cli_doc > "

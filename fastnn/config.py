@@ -140,6 +140,11 @@ class TrainConfig:
         """``[n_features] + [hidden_size] * num_layers + [n_classes]``."""
         return [n_features] + [self.hidden_size] * self.num_layers + [n_classes]
 
+    @classmethod
+    def from_args(cls, args):
+        """The validated config of parsed ``fastnn train`` arguments (an argparse Namespace)."""
+        return cls(**{k: getattr(args, k) for k in cls.__dataclass_fields__}).validated()
+
     def optimizer_hyper(self):
         """Keyword arguments for :func:`fastnn.optimizers.get`."""
         return {k: getattr(self, k) for k in ("lr", "momentum", "beta", "beta1", "beta2", "eps")}

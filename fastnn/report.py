@@ -16,35 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets, metrics, modelfile, sweep
-from ._atomic import atomic_open, atomic_write_bytes
+from ._atomic import atomic_write_bytes
 from .config import TrainConfig
 from .errors import FastnnError
+from .plots import _plt, plot_confusion, plot_curves, plot_run_order
+from .plots import fmt as _fmt
 
 HYPERPARAMETERS = ("epochs", "num_layers", "hidden_size", "weight_decay", "lr", "optimizer",
                    "batch_size", "weight_init", "activation", "loss")
 # Settings that describe the data, not the configuration: never a swept column.
 _NOT_SWEPT = ("dataset", "seed", "dtype", "val_fraction")
-
-
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import pandas as pd
-    except ImportError as exc:
-        raise FastnnError('fastnn report needs matplotlib and pandas: pip install "fastnn[plot]"'
-                          ) from exc
-    return plt, pd
-
-
-def _save(fig, path):
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def runs_frame(records, metric="val_accuracy"):
@@ -81,13 +62,6 @@ def swept_columns(df):
 def ranked(df, goal="maximize"):
     """The runs best first by the sweep's metric."""
     return df.sort_values("metric", ascending=goal == "minimize", kind="stable")
-
-
-def _fmt(value):
-    """A setting as a table shows it: floats to four significant digits."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def effects(df):
@@ -136,96 +110,10 @@ def observations(df, eff):
 
 # ----------------------------------------------------------------- figures
 def plot_parallel(df, path, top=10):
-    """Parallel coordinates that answer "which settings do the best runs share".
+    """Parallel coordinates of the swept settings (:func:`fastnn.plots.plot_parallel`)."""
+    from .plots import plot_parallel as plot
 
-    Lines are coloured by their rank in validation accuracy (not its value,
-    which a few failed runs would squash into one colour), drawn weakest
-    first; categorical values are spread a little (seeded jitter) so that
-    runs sharing a value do not collapse into one band; the ``top`` runs
-    are drawn last, on top, in a highlight colour. The accuracy axis runs
-    from the lowest to the highest value drawn on it.
-
-    Returns the values written on the accuracy axis, bottom to top.
-    """
-    plt, _ = _plt()
-    cols = swept_columns(df)
-    n = len(df)
-    top = min(top, n)
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(cols) + 3), 5.5))
-    cmap = plt.get_cmap("viridis")
-    acc = df["val_accuracy"].to_numpy(dtype=float)
-    lo, hi = float(acc.min()), float(acc.max())
-    span = hi - lo or 1.0
-    rank = acc.argsort().argsort() / max(n - 1, 1)  # 0 = weakest, 1 = best
-    positions, spread = {}, {}
-    for c in cols:
-        values = sorted(df[c].unique(), key=lambda v: (isinstance(v, str), v))
-        positions[c] = {v: (i / (len(values) - 1) if len(values) > 1 else 0.5)
-                        for i, v in enumerate(values)}
-        spread[c] = 0.12 / max(len(values) - 1, 1)
-    rng = np.random.default_rng(0)
-    jitter = rng.uniform(-1, 1, size=(n, len(cols)))
-    order = np.argsort(acc, kind="stable")
-    best = set(order[n - top:].tolist())
-    for i in order:
-        row = df.iloc[i]
-        ys = [positions[c][row[c]] + jitter[i, k] * spread[c] for k, c in enumerate(cols)]
-        ys.append(min(max((acc[i] - lo) / span, 0.0), 1.0))
-        if i in best:
-            ax.plot(range(len(cols) + 1), ys, color="crimson", lw=2.0, alpha=0.9, zorder=3)
-        else:
-            ax.plot(range(len(cols) + 1), ys, color=cmap(rank[i]), lw=0.6,
-                    alpha=0.04 + 0.3 * rank[i] ** 2, zorder=2)
-    for x, c in enumerate(cols):
-        ax.axvline(x, color="0.6", lw=0.8, zorder=1)
-        for v, y in positions[c].items():
-            ax.text(x, y, f" {_fmt(v)}", fontsize=7, va="center", zorder=4,
-                    bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5})
-    x_acc = len(cols)
-    ax.axvline(x_acc, color="0.6", lw=0.8, zorder=1)
-    labels = [lo + frac * span for frac in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    for frac, value in zip((0.0, 0.25, 0.5, 0.75, 1.0), labels):
-        ax.text(x_acc, frac, f" {value:.1%}", fontsize=7, va="center", zorder=4)
-    ax.set_xticks(range(len(cols) + 1), cols + ["val_accuracy"], rotation=30)
-    ax.set_yticks([])
-    ax.set_ylim(-0.06, 1.06)
-    ax.set_title(f"Hyperparameters of {n} runs against validation accuracy: "
-                 f"the best {top} in red")
-    ax.plot([], [], color="crimson", lw=2.0, label=f"best {top} runs")
-    ax.legend(loc="lower left", fontsize=8)
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 100))
-    fig.colorbar(sm, ax=ax, label="rank in validation accuracy (percentile)")
-    _save(fig, path)
-    return labels
-
-
-def plot_run_order(df, path):
-    plt, _ = _plt()
-    d = df.sort_values("index")
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.scatter(d["index"], d["val_accuracy"], s=12, label="run")
-    ax.plot(d["index"], d["val_accuracy"].cummax(), color="C1", label="best so far")
-    ax.set(xlabel="run (in the order the sweep drew them)", ylabel="validation accuracy",
-           title="Validation accuracy of every run")
-    ax.legend()
-    _save(fig, path)
-
-
-def plot_confusion(matrix, class_names, path, title):
-    plt, _ = _plt()
-    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(8.5, 7.5))
-    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    k = len(class_names)
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, f"{matrix[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center",
-                    fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(k), class_names)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(im, ax=ax, label="share of the true class")
-    _save(fig, path)
+    return plot(df, path, swept_columns(df), top)
 
 
 def confused_pairs(matrix, class_names, top=5):
@@ -238,22 +126,6 @@ def confused_pairs(matrix, class_names, top=5):
     return sorted(pairs, reverse=True)[:top]
 
 
-def plot_curves(histories, path, title):
-    plt, _ = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, (label, h) in enumerate(histories):
-        a1.plot(h["epoch"], h["loss"], color=f"C{i}", ls="--")
-        a1.plot(h["epoch"], h["val_loss"], color=f"C{i}", label=label)
-        a2.plot(h["epoch"], h["accuracy"], color=f"C{i}", ls="--")
-        a2.plot(h["epoch"], h["val_accuracy"], color=f"C{i}", label=label)
-    a1.set(xlabel="epoch", ylabel="loss (dashed: train, solid: validation)")
-    a2.set(xlabel="epoch", ylabel="accuracy (dashed: train, solid: validation)")
-    a2.legend(fontsize=7)
-    fig.suptitle(title)
-    _save(fig, path)
-
-
-# --------------------------------------------------------------- training
 def train_config(values, dataset, data_dir, seed, split=None):
     """Train one configuration; return (net, history, test accuracy, split, seconds)."""
     from .trainer import train
@@ -408,55 +280,16 @@ def write_report(results_dir, out_dir=None, data_dir=None, mnist_dir=False, log=
     _plt()  # fail early, before any training, if matplotlib or pandas is missing
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
-    records = sweep.read_results(results_dir)
-    if not records:
-        raise FastnnError(f"{results_dir}: no results.jsonl with runs in it")
-    strong_records = None
-    if stronger is not None:
-        strong_records = [r for r in sweep.read_results(stronger) if r.get("status") == "finished"]
-        if not strong_records:
-            raise FastnnError(f"{stronger}: no results.jsonl with finished runs in it")
-    spec_info = json.loads((results_dir / sweep.SPEC_FILE).read_text()) \
-        if (results_dir / sweep.SPEC_FILE).exists() else {}
-    metric_spec = (spec_info.get("spec") or {}).get("metric") or {}
-    metric = metric_spec.get("name", "val_accuracy")
-    goal = metric_spec.get("goal", "maximize")
-    df = runs_frame(records, metric)
-    if not len(df):
-        raise FastnnError(f"{results_dir}: no finished runs to report on")
+    records, spec_info, metric, goal, df, dataset = _read_sweep(results_dir)
+    strong_records = _read_stronger(stronger, results_dir, dataset)
     _announce_training(df, seeds, compare_loss, mnist_dir is not False, log)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    dataset = records[0]["config"].get("dataset") or "fashion_mnist"
-    if strong_records:
-        other = strong_records[0]["config"].get("dataset") or "fashion_mnist"
-        if other != dataset:
-            raise FastnnError(f"{stronger}: its runs are on {other}, those of {results_dir} "
-                              f"on {dataset}")
-    failed = [r for r in records if r.get("status") != "finished"]
-    lines = [f"# Sweep report: {results_dir}", "",
-             (f"{len(records)} runs ({len(df)} finished, {len(failed)} failed or diverged) on "
-             f"{dataset}; total training time {df['wall_time'].sum() / 3600:.2f} worker-hours. "
-             f"Generated by `fastnn report {results_dir}`."), ""]
-    if spec_info.get("spec"):
-        import yaml
-
-        lines += ["Sweep file (without run_cap):", "", "```yaml",
-                  yaml.safe_dump(spec_info["spec"], default_flow_style=None,
-                                 sort_keys=False).strip(), "```", ""]
+    lines = _header_lines(results_dir, records, df, dataset, spec_info)
 
     # 1. top runs
     top = ranked(df, goal).head(10)
-    cols = swept_columns(df)
-    extra = [] if metric == "val_accuracy" else [metric]
-    lines += ["## 1. Top runs", "", f"Ranked by the sweep's metric, {metric} ({goal}).", "",
-              "| rank | " + " | ".join(cols + extra) + " | val acc | test acc | time |",
-              "|" + "---|" * (len(cols) + len(extra) + 4)]
-    for rank, (_, row) in enumerate(top.iterrows(), 1):
-        lines.append(f"| {rank} | " + " | ".join(_fmt(row[c]) for c in cols)
-                     + "".join(f" | {row['metric']:.4g}" for _ in extra)
-                     + f" | {row['val_accuracy']:.2%} | {row['test_accuracy']:.2%} | "
-                     f"{row['wall_time']:.1f} s |")
+    lines += _top_lines(top, df, metric, goal)
     best_rec = sweep.best_run(records, metric, goal)
     lines += ["", (f"Best configuration by {metric} (run {best_rec['run_id']}): "
               f"`{json.dumps(best_rec['config'])}`."), ""]
@@ -470,16 +303,7 @@ def write_report(results_dir, out_dir=None, data_dir=None, mnist_dir=False, log=
               "![parallel coordinates](figures/parallel_coordinates.png)", ""]
 
     # 3. effects
-    eff = effects(df)
-    lines += ["## 3. The effect of each hyperparameter", "",
-              ("Share of the variance of validation accuracy explained by each hyperparameter "
-              "(eta squared), and mean / best validation accuracy per value:"), ""]
-    for col, info in eff.items():
-        t = info["table"]
-        lines.append(f"- **{col}** ({info['eta2']:.0%} of variance): " + "; ".join(
-            f"{_fmt(idx)}: mean {r['mean']:.2%}, best {r['max']:.2%} (n={int(r['count'])})"
-            for idx, r in t.iterrows()))
-    lines += ["", "Observations:", ""] + [f"- {n}" for n in observations(df, eff)] + [""]
+    lines += _effects_lines(df)
 
     # 4. run order
     plot_run_order(df, fig_dir / "val_accuracy_by_run.png")
@@ -487,31 +311,8 @@ def write_report(results_dir, out_dir=None, data_dir=None, mnist_dir=False, log=
               "![validation accuracy by run](figures/val_accuracy_by_run.png)", ""]
 
     # 5. confusion matrix of the best model
-    model_path = results_dir / "models" / f"{best_rec['run_id']}.npz"
-    if model_path.exists():
-        net, _ = modelfile.load(model_path)
-        provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."
-    else:
-        log(f"retraining the best run {best_rec['run_id']} (its model file is gone)")
-        net = train_config(best_rec["config"], dataset, data_dir, best_rec["seed"])[0]
-        provenance = (f"`{model_path}` is gone, so run {best_rec['run_id']} was trained again "
-                      f"here with its seed; with other BLAS threads or another BLAS kernel "
-                      f"than the sweep's worker had, its sums round differently and the "
-                      f"accuracy differs from the sweep's {best_rec['test_accuracy']:.2%}.")
-    ds = datasets.load(dataset, data_dir=data_dir)
-    X_test = datasets.preprocess(ds.x_test, net.dtype.name)
-    pred = net.predict(X_test)
-    matrix = metrics.confusion_matrix(ds.y_test, pred, len(ds.class_names))
-    acc = metrics.accuracy(ds.y_test, pred)
-    plot_confusion(matrix, ds.class_names, fig_dir / "confusion_matrix.png",
-                   f"Best model on the {len(X_test):,} test images (accuracy {acc:.2%})")
-    lines += ["## 5. Confusion matrix of the best model", "",
-              f"{provenance} Test accuracy {acc:.2%}. Counts and row-normalised rates:", "",
-              "![confusion matrix](figures/confusion_matrix.png)", "",
-              "Most confused pairs (true -> predicted, count):", ""]
-    lines += [f"- {a} -> {b}: {n} ({n / max(matrix[ds.class_names.index(a)].sum(), 1):.1%} "
-              f"of {a})" for n, a, b in confused_pairs(matrix, list(ds.class_names))]
-    lines.append("")
+    section, ds = _confusion_section(results_dir, best_rec, dataset, data_dir, fig_dir, log)
+    lines += section
 
     # 6. learning curves of the best runs
     by_id = {r["run_id"]: r for r in records}
@@ -536,6 +337,113 @@ def write_report(results_dir, out_dir=None, data_dir=None, mnist_dir=False, log=
         lines += _stronger_section(stronger, strong_records)
     atomic_write_bytes(out_dir / "sweep.md", ("\n".join(lines) + "\n").encode())
     return out_dir / "sweep.md"
+
+
+def _header_lines(results_dir, records, df, dataset, spec_info):
+    """The report's title, run counts and the sweep file."""
+    failed = [r for r in records if r.get("status") != "finished"]
+    lines = [f"# Sweep report: {results_dir}", "",
+             (f"{len(records)} runs ({len(df)} finished, {len(failed)} failed or diverged) on "
+              f"{dataset}; total training time {df['wall_time'].sum() / 3600:.2f} worker-hours. "
+              f"Generated by `fastnn report {results_dir}`."), ""]
+    if spec_info.get("spec"):
+        import yaml
+
+        lines += ["Sweep file (without run_cap):", "", "```yaml",
+                  yaml.safe_dump(spec_info["spec"], default_flow_style=None,
+                                 sort_keys=False).strip(), "```", ""]
+    return lines
+
+
+def _read_sweep(results_dir):
+    """(records, sweep.json, metric, goal, finished-runs frame, data set) of a results dir."""
+    records = sweep.read_results(results_dir)
+    if not records:
+        raise FastnnError(f"{results_dir}: no results.jsonl with runs in it")
+    spec_info = json.loads((results_dir / sweep.SPEC_FILE).read_text()) \
+        if (results_dir / sweep.SPEC_FILE).exists() else {}
+    metric_spec = (spec_info.get("spec") or {}).get("metric") or {}
+    metric = metric_spec.get("name", "val_accuracy")
+    goal = metric_spec.get("goal", "maximize")
+    df = runs_frame(records, metric)
+    if not len(df):
+        raise FastnnError(f"{results_dir}: no finished runs to report on")
+    dataset = records[0]["config"].get("dataset") or "fashion_mnist"
+    return records, spec_info, metric, goal, df, dataset
+
+
+def _read_stronger(stronger, results_dir, dataset):
+    """The finished runs of the ``stronger`` sweep (None without one); same data set."""
+    if stronger is None:
+        return None
+    strong_records = [r for r in sweep.read_results(stronger) if r.get("status") == "finished"]
+    if not strong_records:
+        raise FastnnError(f"{stronger}: no results.jsonl with finished runs in it")
+    other = strong_records[0]["config"].get("dataset") or "fashion_mnist"
+    if other != dataset:
+        raise FastnnError(f"{stronger}: its runs are on {other}, those of {results_dir} "
+                          f"on {dataset}")
+    return strong_records
+
+
+def _top_lines(top, df, metric, goal):
+    """Section 1's table: the ten best runs with every swept setting."""
+    cols = swept_columns(df)
+    extra = [] if metric == "val_accuracy" else [metric]
+    lines = ["## 1. Top runs", "", f"Ranked by the sweep's metric, {metric} ({goal}).", "",
+             "| rank | " + " | ".join(cols + extra) + " | val acc | test acc | time |",
+             "|" + "---|" * (len(cols) + len(extra) + 4)]
+    for rank, (_, row) in enumerate(top.iterrows(), 1):
+        lines.append(f"| {rank} | " + " | ".join(_fmt(row[c]) for c in cols)
+                     + "".join(f" | {row['metric']:.4g}" for _ in extra)
+                     + f" | {row['val_accuracy']:.2%} | {row['test_accuracy']:.2%} | "
+                     f"{row['wall_time']:.1f} s |")
+    return lines
+
+
+def _effects_lines(df):
+    """Section 3: each setting's share of the variance and its mean/best per value."""
+    eff = effects(df)
+    lines = ["## 3. The effect of each hyperparameter", "",
+             ("Share of the variance of validation accuracy explained by each hyperparameter "
+              "(eta squared), and mean / best validation accuracy per value:"), ""]
+    for col, info in eff.items():
+        t = info["table"]
+        lines.append(f"- **{col}** ({info['eta2']:.0%} of variance): " + "; ".join(
+            f"{_fmt(idx)}: mean {r['mean']:.2%}, best {r['max']:.2%} (n={int(r['count'])})"
+            for idx, r in t.iterrows()))
+    return lines + ["", "Observations:", ""] + [f"- {n}" for n in observations(df, eff)] + [""]
+
+
+def _confusion_section(results_dir, best_rec, dataset, data_dir, fig_dir, log):
+    """Section 5 (the best model's confusion matrix) and the test data set it used."""
+    model_path = results_dir / "models" / f"{best_rec['run_id']}.npz"
+    if model_path.exists():
+        net, _ = modelfile.load(model_path)
+        provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."
+    else:
+        log(f"retraining the best run {best_rec['run_id']} (its model file is gone)")
+        net = train_config(best_rec["config"], dataset, data_dir, best_rec["seed"])[0]
+        provenance = (f"`{model_path}` is gone, so run {best_rec['run_id']} was trained again "
+                      f"here with its seed; with other BLAS threads or another BLAS kernel "
+                      f"than the sweep's worker had, its sums round differently and the "
+                      f"accuracy differs from the sweep's {best_rec['test_accuracy']:.2%}.")
+    ds = datasets.load(dataset, data_dir=data_dir)
+    X_test = datasets.preprocess(ds.x_test, net.dtype.name)
+    pred = net.predict(X_test)
+    matrix = metrics.confusion_matrix(ds.y_test, pred, len(ds.class_names))
+    acc = metrics.accuracy(ds.y_test, pred)
+    plot_confusion(matrix, ds.class_names, fig_dir / "confusion_matrix.png",
+                   f"Best model on the {len(X_test):,} test images (accuracy {acc:.2%})")
+    lines = ["## 5. Confusion matrix of the best model", "",
+              f"{provenance} Test accuracy {acc:.2%}. Counts and row-normalised rates:", "",
+              "![confusion matrix](figures/confusion_matrix.png)", "",
+              "Most confused pairs (true -> predicted, count):", ""]
+    lines += [f"- {a} -> {b}: {n} ({n / max(matrix[ds.class_names.index(a)].sum(), 1):.1%} "
+              f"of {a})" for n, a, b in confused_pairs(matrix, list(ds.class_names))]
+    lines.append("")
+    return lines, ds
+
 
 
 def _announce_training(df, seeds, compare_loss, mnist, log):

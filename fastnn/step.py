@@ -50,7 +50,7 @@ from ._jit import call_c, fused
 from .augment import _gather_augmented_fused, _mix_rows_fused
 from .gradnorm import _sum_squares_fused
 from .layout import B_START, B_STOP, BUF_START, N_IN, N_OUT, W_START
-from .network import _dropout_fused, _weight_decay_fused
+from .passes import _dropout_fused, _weight_decay_fused
 
 
 # The kernels the step calls by these names are bound per network, from the

@@ -117,9 +117,17 @@ _FEATURES = {ClipNorm: "clip", SAM: "sam", Augmentation: "augment", WeightAverag
 _LEGACY = {"clip_norm": ClipNorm, "sam": SAM, "augment": None, "average": WeightAverage}
 
 
-def _features(features, legacy):
-    """The features by kind (clip, sam, augment, average), from ``features`` and old keywords."""
+def _features(features, legacy, net, optimizer):
+    """The features by kind (clip, sam, augment, average), from ``features`` and old keywords.
+
+    The old ``kernels`` keyword switches ``net`` and ``optimizer`` here.
+    """
     found = {}
+    kernels = legacy.get("kernels")
+    if kernels is not None:
+        net.set_kernels(kernels)
+        if hasattr(optimizer, "set_kernels"):
+            optimizer.set_kernels(kernels)
     for name, value in legacy.items():
         if name not in (*_LEGACY, "shuffle", "kernels"):
             raise TypeError(f"fit() got an unexpected keyword argument {name!r}")
@@ -197,12 +205,7 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     """
     _checks.number("epochs", epochs, low=1, integer=True)
     _checks.number("batch_size", batch_size, low=1, integer=True)
-    shuffle, kernels = legacy.get("shuffle", True), legacy.get("kernels")
-    found = _features(features, legacy)
-    if kernels is not None:
-        net.set_kernels(kernels)
-        if hasattr(optimizer, "set_kernels"):
-            optimizer.set_kernels(kernels)
+    found = _features(features, legacy, net, optimizer)
     X, y, val = _checked_data(net, X, y, validation_data)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     batch = min(batch_size, X.shape[0])
@@ -211,24 +214,17 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     history = History()
     for cb in callbacks:
         cb.on_train_begin(net, n_batches)
-    augment, average = found.get("augment"), found.get("average")
-    if augment is not None and not augment.active:
-        augment = None
-    if augment is not None and augment.moves and \
-            augment.image_shape[0] * augment.image_shape[1] != X.shape[1]:
-        raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
-                         f"{X.shape[1]} features")
+    augment, average, clip, sam = _unpack(found, X.shape[1])
     if average is not None:
         average.start(net)
-    clip = found["clip"].max_norm if "clip" in found else None
-    sam = found["sam"].rho if "sam" in found else None
-    run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip or None, augment,
-                                            rng, threads, sam or None)
-    loop = _Loop(net, optimizer, run_step, clip or None, average, callbacks, history)
+    run_step, n_threads = _step_and_threads(net, optimizer, X, y, batch, clip, augment, rng,
+                                            threads, sam)
+    loop = _Loop(net, optimizer, run_step, clip, average, callbacks, history)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
-        loop.run(X, y, val, range(initial_epoch + 1, epochs + 1), batch, shuffle, rng)
+        loop.run(X, y, val, range(initial_epoch + 1, epochs + 1), batch,
+                 legacy.get("shuffle", True), rng)
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     if average is not None:
@@ -236,6 +232,20 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     for cb in callbacks:
         cb.on_train_end(history)
     return history
+
+
+def _unpack(found, n_features):
+    """(augment, average, clip norm, SAM radius) from the features; None where off."""
+    augment, average = found.get("augment"), found.get("average")
+    if augment is not None and not augment.active:
+        augment = None
+    if augment is not None and augment.moves and \
+            augment.image_shape[0] * augment.image_shape[1] != n_features:
+        raise ValueError(f"augment's image_shape {augment.image_shape} does not match "
+                         f"{n_features} features")
+    clip = found["clip"].max_norm if "clip" in found else None
+    sam = found["sam"].rho if "sam" in found else None
+    return augment, average, clip or None, sam or None
 
 
 def _checked_data(net, X, y, validation_data):

@@ -9,7 +9,7 @@ import fastnn
 
 ENGINE = ["network", "layers", "activations", "losses", "optimizers", "_checks", "errors",
           "_jit", "_threads", "_blas", "_subnormal", "augment", "batchnorm", "layout",
-          "settings", "step", "gradnorm"]
+          "settings", "step", "gradnorm", "optimizer", "passes"]
 PACKAGE = Path(fastnn.__file__).parent
 
 

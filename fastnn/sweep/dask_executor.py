@@ -84,12 +84,17 @@ class DaskPool:
         self.models = Path(results_dir) / "models"
         self.futures = set()
 
-    def apply_async(self, fn, args, callback):
-        (task,) = args
+    def submit(self, task, done):
+        """Run ``task`` on the cluster; ``done(record)`` is called when it ends."""
         future = self.client.submit(_dask_run, task, self.worker_args,
                                     key=f"fastnn-run-{task[1]}-{uuid.uuid4().hex}", pure=False)
         self.futures.add(future)
-        future.add_done_callback(lambda f: callback(self._record(f, task)))
+        future.add_done_callback(lambda f: done(self._record(f, task)))
+
+    @staticmethod
+    def record(record):
+        """The record as :meth:`submit` delivered it (already one)."""
+        return record
 
     def _record(self, future, task):
         self.futures.discard(future)
@@ -105,15 +110,16 @@ class DaskPool:
             atomic_write_bytes(self.models / f"{record['run_id']}.npz", model)
         return record
 
-    def close(self):
-        pass
-
-    def terminate(self):
-        for future in list(self.futures):
-            future.cancel()
-
-    def join(self):
+    def shutdown(self, kill=False):
+        """Close the client; with ``kill``, cancel the runs still queued or running first."""
+        if kill:
+            for future in list(self.futures):
+                future.cancel()
         self.client.close()
+
+
+# What every run on this Dask worker process shares, loaded once (see _dask_run).
+_STATE = {}
 
 
 def _dask_run(task, worker_args):
@@ -123,15 +129,15 @@ def _dask_run(task, worker_args):
 
     dataset, data_dir, dtype, val_fraction, seed, kernels, wandb = worker_args
     key = (dataset, data_dir, dtype, val_fraction, seed)
-    if local._WORKER.get("dask_key") != key:  # load the data once per worker process
+    if _STATE.get("dask_key") != key:  # load the data once per worker process
         split = datasets.prepare(dataset, data_dir=data_dir if data_dir and
                                  Path(data_dir).exists() else None, dtype=dtype,
                                  val_fraction=val_fraction, seed=seed, download=False)
         scratch = tempfile.mkdtemp(prefix="fastnn-dask-")
-        local._WORKER.update(split=split, threads=1, data=dataset, wandb=wandb,
-                             results_dir=scratch, kernels=kernels, early=None, dask_key=key)
-    record = local._run_one(task)
-    path = Path(local._WORKER["results_dir"]) / "models" / f"{record['run_id']}.npz"
+        _STATE.update(split=split, threads=1, data=dataset, wandb=wandb,
+                      results_dir=scratch, kernels=kernels, early=None, dask_key=key)
+    record = local._run_one(task, _STATE)
+    path = Path(_STATE["results_dir"]) / "models" / f"{record['run_id']}.npz"
     model = None
     if path.exists():
         model = path.read_bytes()

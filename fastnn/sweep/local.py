@@ -1,4 +1,13 @@
-"""The local executor: runs in worker processes, results written by the parent."""
+"""The local executor: runs in worker processes, results written by the parent.
+
+The workers are a :class:`concurrent.futures.ProcessPoolExecutor` (fork
+start method where there is one, so the data set is shared, not copied)
+wrapped in :class:`LocalPool`, which is what the scheduling loop needs of
+any executor (the Dask one is :class:`fastnn.sweep.dask_executor.DaskPool`):
+``submit(task, done)`` and ``shutdown(kill)``. Each worker reports its pid
+when it starts, so that an interrupted sweep can end its workers at once
+(``os.kill``), with no private attribute of the standard library.
+"""
 
 import contextlib
 import dataclasses
@@ -8,10 +17,13 @@ import queue
 import signal
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from .. import _jit, _threads
 from ..config import TrainConfig
+from ..errors import TrainingDivergedError
 from ..train import Callback
 from . import search as searches
 from .results import (
@@ -25,7 +37,7 @@ from .results import (
 )
 from .spec import SweepError
 
-# Worker state: set once per worker process by _init_worker.
+# Worker state: set once per worker process by _init_worker (in the worker).
 _WORKER = {}
 
 
@@ -33,16 +45,14 @@ def _exit_quietly(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _init_worker(split, threads, data_desc, wandb_opts, results_dir, kernels="numpy",
+def _init_worker(pids, split, threads, data_desc, wandb_opts, results_dir, kernels="numpy",
                  early=None):
+    pids.put(os.getpid())  # for LocalPool.shutdown(kill=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     # The parent's SIGTERM handler (fastnn sweep: `kill` stops like Ctrl-C) is
-    # inherited through fork, and it raises KeyboardInterrupt, which a pool
-    # worker prints as a traceback. The pool ends its workers with SIGTERM
-    # (and `kill` may reach the whole process group): exit quietly instead,
-    # by an exception all the same, so that a worker waiting for its next task
-    # releases the task queue's lock on the way out (a worker that died
-    # holding it would hang the parent's pool.terminate()).
+    # inherited through fork, and it raises KeyboardInterrupt, which a
+    # worker prints as a traceback. `kill` may reach the whole process group:
+    # exit quietly instead (the parent ends the pool itself).
     signal.signal(signal.SIGTERM, _exit_quietly)
     os.environ[_threads.ENV_VAR] = str(threads)
     try:
@@ -75,13 +85,19 @@ class _Reporter(Callback):
         return self.stopped
 
 
-def _run_one(task):
-    """Train one configuration; return its result record (never raises)."""
+def _run_one(task, worker=None):
+    """Train one configuration; return its result record (never raises).
+
+    ``worker`` holds what every run of the sweep shares (the split, threads,
+    kernels, W&B options, where models go); default: this worker process's
+    state, set by :func:`_init_worker`.
+    """
     from .. import modelfile
     from ..trainer import train
 
+    worker = _WORKER if worker is None else worker
     index, rid, values, seed, extra = task
-    split = _WORKER["split"]
+    split = worker["split"]
     record = {"run_id": rid, "index": index, "config": values, "seed": seed,
               "status": "failed", "pid": os.getpid(), "started": time.time(), **extra}
     start = time.perf_counter()
@@ -89,20 +105,20 @@ def _run_one(task):
     try:
         config = dataclasses.replace(TrainConfig(**values), seed=seed).validated()
         callbacks = []
-        if _WORKER["wandb"]:
+        if worker["wandb"]:
             from ..wandb_log import WandbCallback, run_name
 
-            opts = _WORKER["wandb"]
+            opts = worker["wandb"]
             wandb_run = WandbCallback(opts["project"], opts.get("entity"),
                                       config=config.to_dict(), name=run_name(config),
                                       group=opts.get("group"))
             callbacks.append(wandb_run)
         reporter = None
-        if _WORKER.get("early") is not None:
-            reporter = _Reporter(index, _WORKER["early"])
+        if worker.get("early") is not None:
+            reporter = _Reporter(index, worker["early"])
             callbacks.append(reporter)
-        trainer = train(config, split, callbacks, threads=_WORKER["threads"],
-                        kernels=_WORKER.get("kernels"))
+        trainer = train(config, split, callbacks, threads=worker["threads"],
+                        kernels=worker.get("kernels"))
         net, history = trainer.net, trainer.history
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
         # the network trained (with keep_best or early stopping, the weights of
@@ -115,7 +131,7 @@ def _run_one(task):
                       accuracy=history["accuracy"][-1], loss=history["loss"][-1],
                       test_accuracy=test_acc, test_loss=test_loss)
         if not stopped:  # a stopped run is never among the best: no model kept
-            model_dir = Path(_WORKER["results_dir"]) / "models"
+            model_dir = Path(worker["results_dir"]) / "models"
             model_dir.mkdir(exist_ok=True)
             modelfile.save(net, model_dir / f"{rid}.npz", class_names=split.class_names,
                            metadata={"config": config.to_dict(), "run_id": rid,
@@ -123,7 +139,7 @@ def _run_one(task):
         if wandb_run is not None:
             wandb_run.finish({"test_accuracy": test_acc, "val_accuracy": record["val_accuracy"]})
     except Exception as exc:  # noqa: BLE001 - any failure is recorded; the sweep goes on
-        record.update(status="diverged" if type(exc).__name__ == "TrainingDivergedError"
+        record.update(status="diverged" if isinstance(exc, TrainingDivergedError)
                       else "failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=3))
         if wandb_run is not None:
@@ -249,10 +265,44 @@ def _run(spec, search, results_dir, client, dataset, data_dir, workers, seed, va
         stopper.replay(records, spec.metric)
         early = (spec.metric, frozenset(stopper.brackets), ctx.Queue(),
                  ctx.Array("l", search.total, lock=False))
-    pool = ctx.Pool(workers, initializer=_init_worker,
-                    initargs=(split, threads, dataset, wandb, str(results_dir), kernels, early))
+    pool = LocalPool(ctx, workers, (split, threads, dataset, wandb, str(results_dir), kernels,
+                                    early))
     return _record_all(pool, spec, search, recorded, records, results_dir, workers, dataset,
                        seed, on_result, stopper, early)
+
+
+class LocalPool:
+    """Worker processes on this machine, as the scheduling loop uses them."""
+
+    def __init__(self, ctx, workers, worker_args):
+        self._pids = ctx.Queue()
+        self._executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(self._pids, *worker_args))
+
+    def submit(self, task, done):
+        """Run ``task`` in a worker; ``done(future)`` is called when it ends."""
+        self._executor.submit(_run_one, task).add_done_callback(done)
+
+    @staticmethod
+    def record(future):
+        """The record of a finished run (a worker that died is a SweepError)."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise SweepError("a worker process died (killed, or out of memory?): run the same "
+                             "command again to resume the sweep") from None
+
+    def shutdown(self, kill=False):
+        """Wait for the workers to finish, or (``kill``) end them now."""
+        if kill:
+            while True:
+                try:
+                    pid = self._pids.get_nowait()
+                except queue.Empty:
+                    break
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._executor.shutdown(wait=True, cancel_futures=kill)
 
 
 def _record_all(pool, spec, search, recorded, records, results_dir, workers, dataset, seed,
@@ -271,46 +321,11 @@ def _record_all(pool, spec, search, recorded, records, results_dir, workers, dat
                 _keep_top_models(results_dir, records, spec)
                 if on_result is not None:
                     on_result(record, len(recorded), search.total)
-        pool.close()
     except BaseException:
-        _end_workers(pool)
-        pool.terminate()
+        pool.shutdown(kill=True)
         raise
-    finally:
-        pool.join()
+    pool.shutdown()
     return read_results(results_dir)
-
-
-def _end_workers(pool):
-    """Kill a process pool's workers so that ``pool.terminate()`` cannot hang.
-
-    Ending workers by a signal they handle was not enough: a worker blocked on
-    the task queue's lock stayed blocked when the signal went to another of
-    its threads (a BLAS thread), and ``terminate()`` then waited for it
-    forever (about 1 interrupted sweep in 5 hung). So: stop the pool from
-    starting replacements, SIGKILL the workers, and release the queue locks
-    a killed worker may have held (``terminate()`` takes them). A pool
-    without these attributes (the Dask pool) is left to its own terminate().
-    """
-    import multiprocessing.pool
-
-    handler = getattr(pool, "_worker_handler", None)
-    if handler is not None:
-        handler._state = multiprocessing.pool.TERMINATE
-        handler.join(timeout=1)  # it looks at its state every 0.1 s
-    workers = list(getattr(pool, "_pool", ()))
-    for worker in workers:
-        if worker.exitcode is None:
-            worker.kill()
-    for worker in workers:
-        worker.join(timeout=5)
-    if any(worker.exitcode is None for worker in workers):
-        return
-    for queue_name, lock_name in (("_inqueue", "_rlock"), ("_outqueue", "_wlock")):
-        lock = getattr(getattr(pool, queue_name, None), lock_name, None)
-        if lock is not None:
-            lock.acquire(block=False)  # taken now, or held by a dead worker:
-            lock.release()  # free either way
 
 
 def _schedule(pool, search, recorded, workers, dataset, seed, stopper=None, early=None):
@@ -339,7 +354,7 @@ def _schedule(pool, search, recorded, workers, dataset, seed, stopper=None, earl
             run_seed = int(values.pop("seed", seed + index))
             task = (index, run_id(index, {**values, "seed": run_seed}), values, run_seed,
                     {k: v for k, v in extra.items() if k != "config"})
-            pool.apply_async(_run_one, (task,), callback=inbox.put)
+            pool.submit(task, inbox.put)
             in_flight[index] = extra
             index += 1
         if not in_flight:
@@ -349,7 +364,7 @@ def _schedule(pool, search, recorded, workers, dataset, seed, stopper=None, earl
                 _answer_reports(stopper, early)
             try:
                 # a timeout keeps Ctrl-C (and the reports) responsive
-                record = inbox.get(timeout=0.01 if early is not None else 0.2)
+                record = pool.record(inbox.get(timeout=0.01 if early is not None else 0.2))
                 break
             except queue.Empty:
                 continue
