@@ -44,7 +44,7 @@ INSTALL_HINT = 'pip install "fastnn[fast]"'
 _FLOAT = re.compile(r"\bF\b")
 
 
-def fused(signature, **records):
+def fused(signature, inline=False, **records):
     """Mark a pure-Python loop as a fused kernel with a numba ``signature``.
 
     ``F`` in the signature stands for the float type (float32 or float64):
@@ -54,10 +54,13 @@ def fused(signature, **records):
     takes a one-element record array whose fields the kernel reads by name.
     The function itself stays a plain Python function (importing fastnn
     never imports numba); :func:`compiled` turns it into machine code.
+    ``inline``: a small helper (no signature) that numba inlines into each
+    kernel that calls it, so that a loop calling it still vectorises.
     """
     def mark(func):
         func.numba_signature = signature
         func.numba_records = records
+        func.numba_inline = inline
         return func
 
     return mark
@@ -165,7 +168,35 @@ def compiled(func, dtype_name):
         names.update({key: numba.from_dtype(make(dtype_name))
                       for key, make in records.items()})
         signature = eval(signature, {"__builtins__": {}}, names)
-    return numba.njit(signature, cache=True, nogil=True, error_model="numpy")(func)
+    return numba.njit(signature, cache=True, nogil=True, error_model="numpy")(_rebound(func))
+
+
+def _rebound(func, bindings=()):
+    """``func`` with every fused kernel it calls (and ``call_c``) made a numba dispatcher.
+
+    ``bindings`` (pairs of global name and fused kernel) first rebind names
+    of ``func``'s globals: see :func:`specialized`. Returns ``func`` itself
+    when nothing needs replacing.
+    """
+    bound = dict(bindings)
+    names = {}
+    for name in func.__code__.co_names:
+        obj = bound.get(name, func.__globals__.get(name))
+        if obj is call_c:
+            names[name] = _call_c_intrinsic()
+        elif getattr(obj, "numba_signature", False) is None:  # a composite: bind it too
+            names[name] = _lazy(obj, bindings)
+        elif hasattr(obj, "numba_signature"):
+            names[name] = _lazy(obj)
+    if not names:
+        return func
+    rebuilt = types.FunctionType(func.__code__, {**func.__globals__, **names}, func.__name__,
+                                 func.__defaults__, func.__closure__)
+    # The disk cache is keyed by the qualified name: each binding its own.
+    suffix = "".join(f"__{kernel.__name__.strip('_')}" for _, kernel in bindings)
+    rebuilt.__qualname__ = func.__qualname__ + suffix
+    rebuilt.__module__ = func.__module__
+    return rebuilt
 
 
 @functools.cache
@@ -181,26 +212,9 @@ def _lazy(func, bindings=()):
     """
     import numba
 
-    bound = dict(bindings)
-    names = {}
-    for name in func.__code__.co_names:
-        obj = bound.get(name, func.__globals__.get(name))
-        if obj is call_c:
-            names[name] = _call_c_intrinsic()
-        elif getattr(obj, "numba_signature", False) is None:  # a composite: bind it too
-            names[name] = _lazy(obj, bindings)
-        elif hasattr(obj, "numba_signature"):
-            names[name] = _lazy(obj)
-    if names:
-        func_globals = {**func.__globals__, **names}
-        rebuilt = types.FunctionType(func.__code__, func_globals, func.__name__,
-                                     func.__defaults__, func.__closure__)
-        # The disk cache is keyed by the qualified name: each binding its own.
-        suffix = "".join(f"__{kernel.__name__.strip('_')}" for _, kernel in bindings)
-        rebuilt.__qualname__ = func.__qualname__ + suffix
-        rebuilt.__module__ = func.__module__
-        func = rebuilt
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+    inline = "always" if getattr(func, "numba_inline", False) else "never"
+    return numba.njit(cache=True, nogil=True, error_model="numpy",
+                      inline=inline)(_rebound(func, bindings))
 
 
 def specialized(func, args, **bindings):

@@ -176,6 +176,22 @@ def softmax_squared_error_(z, y, delta, row_buf, rows, on=1.0, off=0.0, lam=1.0,
     return loss
 
 
+@fused(None, inline=True)
+def _row_start(z, y, i, lam, mu):
+    """Row i's max logit, its label, its mixup partner's label (the next row's; the
+    last row's is the first) and whether the arg-max is the label of the larger share."""
+    best = 0
+    top = z[i, 0]
+    for j in range(1, z.shape[1]):
+        if z[i, j] > top:
+            top = z[i, j]
+            best = j
+    n = y.shape[0]
+    label = y[i]
+    partner = y[i + 1] if i + 1 < n else y[0]
+    return top, label, partner, best == (partner if mu > lam else label)
+
+
 @fused(_FUSED_SIG, S=network_dtype)
 def _softmax_cross_entropy_fused(z, y, delta, s, inv_n, lam, mu):
     """Row kernel of softmax + cross-entropy (mixup when ``mu`` != 0); ``delta`` may be ``z``.
@@ -192,15 +208,8 @@ def _softmax_cross_entropy_fused(z, y, delta, s, inv_n, lam, mu):
     mixed = mu != zero
     n = z.shape[0]
     for i in range(n):
-        best = 0
-        top = z[i, 0]
-        for j in range(1, z.shape[1]):
-            if z[i, j] > top:
-                top = z[i, j]
-                best = j
-        label = y[i]
-        partner = y[i + 1] if i + 1 < n else y[0]
-        correct += best == (partner if mu > lam else label)  # the larger share's label
+        top, label, partner, hit = _row_start(z, y, i, lam, mu)
+        correct += hit
         target = z[i, label] - top  # read before delta (maybe z) is written
         if mixed:
             target = lam * target + mu * (z[i, partner] - top)
@@ -244,15 +253,8 @@ def _softmax_squared_error_fused(z, y, delta, s, inv_n, lam, mu):
     mixed = mu != zero
     n = z.shape[0]
     for i in range(n):
-        best = 0
-        top = z[i, 0]
-        for j in range(1, z.shape[1]):
-            if z[i, j] > top:
-                top = z[i, j]
-                best = j
-        label = y[i]
-        partner = y[i + 1] if i + 1 < n else y[0]
-        correct += best == (partner if mu > lam else label)  # the larger share's label
+        top, label, partner, hit = _row_start(z, y, i, lam, mu)
+        correct += hit
         total = zero
         for j in range(z.shape[1]):
             e = math.exp(z[i, j] - top)

@@ -39,6 +39,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _checks, _subnormal
+from ._jit import fused
 from .errors import ConfigError
 from .optimizer import (  # noqa: F401 - the names fastnn.optimizers has always offered
     _UPDATE_SIG,
@@ -195,6 +196,20 @@ class RMSProp(Optimizer):
         return (1.0 - self.beta, self.eps, self.lr)
 
 
+@fused(None, inline=True)
+def _adam_moments(gi, mi, vi, one_minus_beta1, one_minus_beta2, root, tiny):
+    """New (m, v) of one element: Adam's moment rules with both flushes (fastnn._subnormal)."""
+    zero = tiny - tiny
+    gs = zero if abs(gi) < root else gi  # a gradient below sqrt(tiny) squares to a subnormal
+    mi = mi + (gi - mi) * one_minus_beta1
+    vi = vi + (gs * gs - vi) * one_minus_beta2
+    if abs(mi) < tiny:  # flush to zero
+        mi = zero
+    if abs(vi) < tiny:
+        vi = zero
+    return mi, vi
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected, eps outside the square root.
 
@@ -253,17 +268,9 @@ class Adam(Optimizer):
     def _fused(w, g, m, v, u):
         one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
         eps_scaled, step, keep, tiny = u[0].eps_scaled, u[0].step, u[0].keep, u[0].tiny
-        zero = tiny - tiny
-        root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
+        root = np.sqrt(tiny)
         for i in range(w.size):
-            gi = g[i]
-            gs = zero if abs(gi) < root else gi  # (fastnn._subnormal.square_)
-            mi = m[i] + (gi - m[i]) * one_minus_beta1
-            vi = v[i] + (gs * gs - v[i]) * one_minus_beta2
-            if abs(mi) < tiny:  # flush to zero (fastnn._subnormal)
-                mi = zero
-            if abs(vi) < tiny:
-                vi = zero
+            mi, vi = _adam_moments(g[i], m[i], v[i], one_minus_beta1, one_minus_beta2, root, tiny)
             m[i] = mi
             v[i] = vi
             w[i] = w[i] * keep - mi / (np.sqrt(vi) + eps_scaled) * step
@@ -364,17 +371,10 @@ class Nadam(Adam):
     def _fused(w, g, m, v, u):
         one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
         eps_scaled, coef_m, coef_g, tiny = u[0].eps_scaled, u[0].coef_m, u[0].coef_g, u[0].tiny
-        zero = tiny - tiny
-        root = np.sqrt(tiny)  # a gradient below it squares to a subnormal
+        root = np.sqrt(tiny)
         for i in range(w.size):
             gi = g[i]
-            gs = zero if abs(gi) < root else gi  # (fastnn._subnormal.square_)
-            mi = m[i] + (gi - m[i]) * one_minus_beta1
-            vi = v[i] + (gs * gs - v[i]) * one_minus_beta2
-            if abs(mi) < tiny:  # flush to zero (fastnn._subnormal)
-                mi = zero
-            if abs(vi) < tiny:
-                vi = zero
+            mi, vi = _adam_moments(gi, m[i], v[i], one_minus_beta1, one_minus_beta2, root, tiny)
             m[i] = mi
             v[i] = vi
             denom = np.sqrt(vi) + eps_scaled
