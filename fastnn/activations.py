@@ -116,12 +116,18 @@ def _sigmoid_backward(delta, a, pre, scratch, s):
     return delta
 
 
+@fused(None, inline=True)
+def _sigmoid(v, half, one):
+    """sigmoid(v) = (1 + tanh(v/2)) / 2 of one value (the fused kernels' form)."""
+    return (math.tanh(v * half) + one) * half
+
+
 @fused(_FORWARD_SIG, S=network_dtype)
 def _sigmoid_forward_fused(z, b, pre, s):
     half, one = s[0].half, s[0].one
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
-            z[i, j] = (math.tanh((z[i, j] + b[j]) * half) + one) * half
+            z[i, j] = _sigmoid(z[i, j] + b[j], half, one)
 
 
 @fused(_BACKWARD_SIG, S=network_dtype)
@@ -318,7 +324,7 @@ def _silu_forward_fused(z, b, pre, s):
         for j in range(z.shape[1]):
             v = z[i, j] + b[j]
             pre[i, j] = v
-            z[i, j] = (math.tanh(v * half) + one) * half * v
+            z[i, j] = _sigmoid(v, half, one) * v
 
 
 @fused(_BACKWARD_SIG, S=network_dtype)
@@ -327,7 +333,7 @@ def _silu_backward_fused(delta, a, pre, mask, use_mask, s):
     for i in range(delta.shape[0]):
         for j in range(delta.shape[1]):
             d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            sig = (math.tanh(pre[i, j] * half) + one) * half
+            sig = _sigmoid(pre[i, j], half, one)
             delta[i, j] = d * (sig + a[i, j] * (one - sig))
 
 

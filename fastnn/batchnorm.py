@@ -149,10 +149,8 @@ def backward_(dy, bn, n, scratch):
 def _normalize_fused(z, zhat, gamma, mean, var, inv_std, inv_n, eps, one):
     """:func:`normalize_` in two passes over the rows (mean; then variance) and one to write."""
     rows, cols = z.shape
-    zero = inv_n - inv_n
-    for j in range(cols):
-        mean[j] = zero
-        var[j] = zero
+    mean[:] = inv_n - inv_n
+    var[:] = inv_n - inv_n
     for i in range(rows):
         for j in range(cols):
             mean[j] += z[i, j]
@@ -188,10 +186,8 @@ def _normalize_eval_fused(z, gamma, running_mean, running_var, scale, eps):
 def _backward_fused(dy, zhat, gamma, inv_std, dgamma, dbeta, inv_n):
     """:func:`backward_`: one pass for the two sums, one to write dL/dz."""
     rows, cols = dy.shape
-    zero = inv_n - inv_n
-    for j in range(cols):
-        dgamma[j] = zero
-        dbeta[j] = zero
+    dgamma[:] = inv_n - inv_n
+    dbeta[:] = inv_n - inv_n
     for i in range(rows):
         for j in range(cols):
             d = dy[i, j]
