@@ -28,6 +28,7 @@ Compilation settings, and why:
 """
 
 import functools
+import hashlib
 import importlib.util
 import os
 import re
@@ -192,8 +193,11 @@ def _rebound(func, bindings=()):
         return func
     rebuilt = types.FunctionType(func.__code__, {**func.__globals__, **names}, func.__name__,
                                  func.__defaults__, func.__closure__)
-    # The disk cache is keyed by the qualified name: each binding its own.
-    suffix = "".join(f"__{kernel.__name__.strip('_')}" for _, kernel in bindings)
+    # The disk cache is keyed by the qualified name (not by the globals): each
+    # binding needs its own, so it names every bound kernel in full.
+    suffix = "".join(f"__{_ident(kernel)}" for _, kernel in bindings)
+    if len(suffix) > 120:  # file names stay well below the 255 bytes a file system allows
+        suffix = "__" + hashlib.sha1(suffix.encode()).hexdigest()[:16]
     rebuilt.__qualname__ = func.__qualname__ + suffix
     rebuilt.__module__ = func.__module__
     return rebuilt
@@ -215,6 +219,11 @@ def _lazy(func, bindings=()):
     inline = "always" if getattr(func, "numba_inline", False) else "never"
     return numba.njit(cache=True, nogil=True, error_model="numpy",
                       inline=inline)(_rebound(func, bindings))
+
+
+def _ident(func):
+    """``module.Qual.name`` of ``func`` as one identifier (for a cache file name)."""
+    return re.sub(r"\W+", "_", f"{func.__module__}.{func.__qualname__}").strip("_")
 
 
 def specialized(func, args, **bindings):

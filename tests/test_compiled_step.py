@@ -221,3 +221,40 @@ def test_compiled_step_blas_threads_follow_the_blas_kernel(monkeypatch, kernel, 
 def test_the_blas_kernel_is_named():
     name = fastnn.train.blas_kernel()
     assert isinstance(name, str) and name == name.lower()
+
+
+def _half_sgd(w, g, s0, s1, u):
+    lr = u[0].lr * 0.5
+    for i in range(w.size):
+        w[i] -= g[i] * lr
+
+
+def _double_sgd(w, g, s0, s1, u):
+    lr = u[0].lr * 2.0
+    for i in range(w.size):
+        w[i] -= g[i] * lr
+
+
+_half_sgd.__name__ = _double_sgd.__name__ = "_fused"  # as each class names its kernel
+
+
+def test_two_optimizers_with_the_same_record_run_their_own_kernels():
+    # The compiled programs are cached on disk by name: two update kernels
+    # with the same record type (fields ("lr",)) must not share one program.
+    X, y = _data()
+    results = {}
+    for factor, kernel in ((0.5, _half_sgd), (2.0, _double_sgd)):
+        cls = type(f"Scaled{kernel.__name__}", (optimizers.SGD,),
+                   {"_fused": staticmethod(optimizers._update_kernel("lr")(kernel))})
+        for compiled in (True, False):
+            net = fastnn.Network([12, 16, 4], kernels="numba")
+            opt = cls(net.params, lr=0.1, kernels="numba", threads=1)
+            if compiled:
+                assert net.compiled_step(opt, X, y, 32).updates
+            else:
+                net.compiled_step = lambda *args, **kwargs: None
+            fastnn.fit(net, opt, X, y, epochs=1, batch_size=32)
+            results[factor, compiled] = net.params.flat.copy()
+    for factor in (0.5, 2.0):
+        np.testing.assert_array_equal(results[factor, True], results[factor, False])
+    assert not np.allclose(results[0.5, True], results[2.0, True])
