@@ -85,8 +85,8 @@ def _kernels():
     def select(w, g, m, v, c1, c2, eps, step, tiny):
         record = np.empty(1, dtype=record_type)
         record[0].one_minus_beta1, record[0].one_minus_beta2 = c1, c2
-        record[0].eps_scaled, record[0].step = eps, step
-        record[0].keep, record[0].tiny = c1 - c1 + 1, tiny  # keep = 1: plain Adam
+        record[0].eps_scaled, record[0].c1 = eps, step  # c1: the step size
+        record[0].c2, record[0].tiny = c1 - c1 + 1, tiny  # c2 = 1: no AdamW shrink
         adam(w, g, m, v, record)
 
     return plain, select, ftz_daz

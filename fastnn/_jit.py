@@ -67,6 +67,24 @@ def fused(signature, inline=False, **records):
     return mark
 
 
+def bind(func, name, **bindings):
+    """A copy of the fused kernel ``func`` named ``name``, calling ``bindings`` by their names.
+
+    ``func`` calls helpers it does not define (``_value(v, c)`` in the
+    activations' loops); each activation binds its own, and the copy is
+    compiled and cached on its own name like any fused kernel.
+    """
+    bound = types.FunctionType(func.__code__, {**func.__globals__, **bindings}, name,
+                               func.__defaults__, func.__closure__)
+    bound.__qualname__ = name
+    bound.__module__ = func.__module__
+    bound.__doc__ = func.__doc__
+    for attr in ("numba_signature", "numba_records", "numba_inline"):
+        if hasattr(func, attr):
+            setattr(bound, attr, getattr(func, attr))
+    return bound
+
+
 @functools.cache
 def numba_available():
     """Whether numba can be imported (checked once, by importing it)."""

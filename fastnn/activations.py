@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _jit
 from ._jit import fused
 from .errors import ConfigError
 from .settings import network_dtype
@@ -53,11 +54,52 @@ class Activation:
     name: str
     forward: Callable
     backward: Callable
-    forward_fused: Callable
-    backward_fused: Callable
+    constants_of: Callable
+    value: Callable
+    slope: Callable
     needs_input: bool = False
     constants: dict = field(default_factory=dict)
     doc: str = ""
+
+    def __post_init__(self):
+        # the fused pair: the two loops below with this activation's formulas bound in
+        forward = _jit.bind(_forward_loop, f"_{self.name}_forward_fused",
+                            _constants=self.constants_of, _value=self.value)
+        backward = _jit.bind(_backward_loop, f"_{self.name}_backward_fused",
+                             _constants=self.constants_of, _slope=self.slope)
+        object.__setattr__(self, "forward_fused", forward)
+        object.__setattr__(self, "backward_fused", backward)
+
+
+def _value(v, k):  # bound per activation (Activation.value, .slope, .constants_of)
+    raise TypeError("bound by Activation")
+
+
+_slope = _constants = _value
+
+
+@fused(_FORWARD_SIG, S=network_dtype)
+def _forward_loop(z, b, pre, s):
+    """z = act(z + b) in one pass, keeping z + b in ``pre`` when it is not empty."""
+    k = _constants(s[0])  # read once, before the loop (a loop-invariant tuple)
+    keep = pre.shape[0] != 0
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j] + b[j]
+            if keep:
+                pre[i, j] = v
+            z[i, j] = _value(v, k)
+
+
+@fused(_BACKWARD_SIG, S=network_dtype)
+def _backward_loop(delta, a, pre, mask, use_mask, s):
+    """delta = act'(z) * (delta * mask if use_mask) in one pass; z from ``pre`` when kept."""
+    k = _constants(s[0])
+    keep = pre.shape[0] != 0
+    for i in range(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
+            delta[i, j] = _slope(d, a[i, j], pre[i, j] if keep else a[i, j], k)
 
 
 REGISTRY = {}
@@ -82,19 +124,20 @@ def _identity_backward(delta, a, pre, scratch, s):
     return delta
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _identity_forward_fused(z, b, pre, s):
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] += b[j]
+@fused(None, inline=True)
+def _basic_constants(c):
+    """(half, one, zero) in the network dtype, from the settings record ``c``."""
+    return c.half, c.one, c.one - c.one
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _identity_backward_fused(delta, a, pre, mask, use_mask, s):
-    if use_mask:
-        for i in range(delta.shape[0]):
-            for j in range(delta.shape[1]):
-                delta[i, j] *= mask[i, j]
+@fused(None, inline=True)
+def _identity_value(v, k):
+    return v
+
+
+@fused(None, inline=True)
+def _identity_slope(d, a, v, k):
+    return d
 
 
 # ------------------------------------------------------------------- sigmoid
@@ -122,21 +165,16 @@ def _sigmoid(v, half, one):
     return (math.tanh(v * half) + one) * half
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _sigmoid_forward_fused(z, b, pre, s):
-    half, one = s[0].half, s[0].one
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] = _sigmoid(z[i, j] + b[j], half, one)
+@fused(None, inline=True)
+def _sigmoid_value(v, k):
+    half, one, _ = k
+    return _sigmoid(v, half, one)
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _sigmoid_backward_fused(delta, a, pre, mask, use_mask, s):
-    one = s[0].one
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            delta[i, j] = d * ((one - a[i, j]) * a[i, j])
+@fused(None, inline=True)
+def _sigmoid_slope(d, a, v, k):
+    _, one, _ = k
+    return d * ((one - a) * a)
 
 
 # ---------------------------------------------------------------------- tanh
@@ -152,20 +190,15 @@ def _tanh_backward(delta, a, pre, scratch, s):
     return delta
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _tanh_forward_fused(z, b, pre, s):
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] = math.tanh(z[i, j] + b[j])
+@fused(None, inline=True)
+def _tanh_value(v, k):
+    return math.tanh(v)
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _tanh_backward_fused(delta, a, pre, mask, use_mask, s):
-    one = s[0].one
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            delta[i, j] = d * (one - a[i, j] * a[i, j])
+@fused(None, inline=True)
+def _tanh_slope(d, a, v, k):
+    _, one, _ = k
+    return d * (one - a * a)
 
 
 # ---------------------------------------------------------------------- relu
@@ -180,23 +213,17 @@ def _relu_backward(delta, a, pre, scratch, s):
     return delta
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _relu_forward_fused(z, b, pre, s):
-    zero = s[0].one - s[0].one
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            v = z[i, j] + b[j]
-            # NaN stays NaN, as in np.maximum (max(v, zero) would not promise that)
-            z[i, j] = zero if v < zero else v  # noqa: FURB136
+@fused(None, inline=True)
+def _relu_value(v, k):
+    _, _, zero = k
+    # NaN stays NaN, as in np.maximum (max(v, zero) would not promise that)
+    return zero if v < zero else v  # noqa: FURB136
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _relu_backward_fused(delta, a, pre, mask, use_mask, s):
-    zero = s[0].one - s[0].one
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            delta[i, j] = zero if a[i, j] == zero else d  # a is >= 0 (or NaN)
+@fused(None, inline=True)
+def _relu_slope(d, a, v, k):
+    _, _, zero = k
+    return zero if a == zero else d  # a is >= 0 (or NaN)
 
 
 # ---------------------------------------------------------------- leaky_relu
@@ -218,24 +245,21 @@ def _leaky_relu_backward(delta, a, pre, scratch, s):
     return delta
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _leaky_relu_forward_fused(z, b, pre, s):
-    slope = s[0].slope
-    zero = slope - slope
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            v = z[i, j] + b[j]
-            z[i, j] = v * slope if v < zero else v  # NaN stays NaN
+@fused(None, inline=True)
+def _leaky_relu_constants(c):
+    return c.slope, c.one - c.one
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _leaky_relu_backward_fused(delta, a, pre, mask, use_mask, s):
-    slope = s[0].slope
-    zero = slope - slope
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            delta[i, j] = d if a[i, j] > zero else d * slope
+@fused(None, inline=True)
+def _leaky_relu_value(v, k):
+    slope, zero = k
+    return v * slope if v < zero else v  # NaN stays NaN
+
+
+@fused(None, inline=True)
+def _leaky_relu_slope(d, a, v, k):
+    slope, zero = k
+    return d if a > zero else d * slope
 
 
 # ---------------------------------------------------------------------- gelu
@@ -274,26 +298,22 @@ def _gelu_backward(delta, a, pre, scratch, s):
     return delta
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _gelu_forward_fused(z, b, pre, s):
-    half, one, scale = s[0].half, s[0].one, s[0].gelu_scale
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            v = z[i, j] + b[j]
-            pre[i, j] = v
-            z[i, j] = (one + math.erf(v * scale)) * v * half
+@fused(None, inline=True)
+def _gelu_constants(c):
+    return c.half, c.one, c.gelu_scale, c.gelu_norm
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _gelu_backward_fused(delta, a, pre, mask, use_mask, s):
-    half, one = s[0].half, s[0].one
-    scale, norm = s[0].gelu_scale, s[0].gelu_norm
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            v = pre[i, j]
-            cdf = (one + math.erf(v * scale)) * half
-            delta[i, j] = d * (cdf + v * (math.exp(-(v * v) * half) * norm))
+@fused(None, inline=True)
+def _gelu_value(v, k):
+    half, one, scale, _ = k
+    return (one + math.erf(v * scale)) * v * half
+
+
+@fused(None, inline=True)
+def _gelu_slope(d, a, v, k):
+    half, one, scale, norm = k
+    cdf = (one + math.erf(v * scale)) * half
+    return d * (cdf + v * (math.exp(-(v * v) * half) * norm))
 
 
 # ---------------------------------------------------------------------- silu
@@ -317,43 +337,36 @@ def _silu_backward(delta, a, pre, scratch, s):
     return delta
 
 
-@fused(_FORWARD_SIG, S=network_dtype)
-def _silu_forward_fused(z, b, pre, s):
-    half, one = s[0].half, s[0].one
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            v = z[i, j] + b[j]
-            pre[i, j] = v
-            z[i, j] = _sigmoid(v, half, one) * v
+@fused(None, inline=True)
+def _silu_value(v, k):
+    half, one, _ = k
+    return _sigmoid(v, half, one) * v
 
 
-@fused(_BACKWARD_SIG, S=network_dtype)
-def _silu_backward_fused(delta, a, pre, mask, use_mask, s):
-    half, one = s[0].half, s[0].one
-    for i in range(delta.shape[0]):
-        for j in range(delta.shape[1]):
-            d = delta[i, j] * mask[i, j] if use_mask else delta[i, j]
-            sig = _sigmoid(pre[i, j], half, one)
-            delta[i, j] = d * (sig + a[i, j] * (one - sig))
+@fused(None, inline=True)
+def _silu_slope(d, a, v, k):
+    half, one, _ = k
+    sig = _sigmoid(v, half, one)
+    return d * (sig + a * (one - sig))
 
 
 register(Activation("identity", _identity_forward, _identity_backward,
-                    _identity_forward_fused, _identity_backward_fused, doc="a = z"))
+                    _basic_constants, _identity_value, _identity_slope, doc="a = z"))
 register(Activation("sigmoid", _sigmoid_forward, _sigmoid_backward,
-                    _sigmoid_forward_fused, _sigmoid_backward_fused, doc="1 / (1 + exp(-z))"))
+                    _basic_constants, _sigmoid_value, _sigmoid_slope, doc="1 / (1 + exp(-z))"))
 register(Activation("tanh", _tanh_forward, _tanh_backward,
-                    _tanh_forward_fused, _tanh_backward_fused, doc="tanh(z)"))
+                    _basic_constants, _tanh_value, _tanh_slope, doc="tanh(z)"))
 register(Activation("relu", _relu_forward, _relu_backward,
-                    _relu_forward_fused, _relu_backward_fused, doc="max(z, 0)"))
+                    _basic_constants, _relu_value, _relu_slope, doc="max(z, 0)"))
 register(Activation("leaky_relu", _leaky_relu_forward, _leaky_relu_backward,
-                    _leaky_relu_forward_fused, _leaky_relu_backward_fused,
+                    _leaky_relu_constants, _leaky_relu_value, _leaky_relu_slope,
                     constants={"slope": 0.01}, doc="max(z, 0.01 z)"))
 register(Activation("gelu", _gelu_forward, _gelu_backward,
-                    _gelu_forward_fused, _gelu_backward_fused, needs_input=True,
+                    _gelu_constants, _gelu_value, _gelu_slope, needs_input=True,
                     constants={"gelu_scale": math.sqrt(0.5), "gelu_norm": 1 / math.sqrt(2 * math.pi)},
                     doc="z/2 (1 + erf(z/sqrt(2))), exact"))
 register(Activation("silu", _silu_forward, _silu_backward,
-                    _silu_forward_fused, _silu_backward_fused, needs_input=True,
+                    _basic_constants, _silu_value, _silu_slope, needs_input=True,
                     doc="z sigmoid(z)"))
 
 ACTIVATIONS = REGISTRY  # the name older code imports

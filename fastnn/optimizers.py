@@ -38,7 +38,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _checks, _subnormal
+from . import _checks, _jit, _subnormal
 from ._jit import fused
 from .errors import ConfigError
 from .optimizer import (  # noqa: F401 - the names fastnn.optimizers has always offered
@@ -146,6 +146,15 @@ class NAG(Momentum):
     nesterov = True
 
 
+def _mean_square_(g, v, one_minus_beta, scratch, mask):
+    """``v = beta * v + (1 - beta) * g**2`` in place, flushed (NumPy kernels); scratch overwritten."""
+    _subnormal.square_(g, scratch, mask)
+    scratch -= v
+    scratch *= one_minus_beta
+    v += scratch
+    _subnormal.flush_(v, scratch, mask)
+
+
 class RMSProp(Optimizer):
     """RMSProp.
 
@@ -164,11 +173,7 @@ class RMSProp(Optimizer):
     _state_names = ("v",)
 
     def _update(self, w, g, v, scratch, mask):
-        _subnormal.square_(g, scratch, mask)
-        scratch -= v
-        scratch *= 1.0 - self.beta
-        v += scratch  # v = beta*v + (1-beta)*g^2
-        _subnormal.flush_(v, scratch, mask)
+        _mean_square_(g, v, 1.0 - self.beta, scratch, mask)
         np.sqrt(v, out=scratch)
         scratch += self.eps
         np.divide(g, scratch, out=scratch)
@@ -210,6 +215,41 @@ def _adam_moments(gi, mi, vi, one_minus_beta1, one_minus_beta2, root, tiny):
     return mi, vi
 
 
+def _adam_step(wi, gi, mi, denom, c1, c2):  # bound per class (Adam, Nadam): the last line
+    raise TypeError("bound by the optimizer class")
+
+
+def _adam_loop(w, g, m, v, u):
+    """The Adam family's loop: the moments of each element, then the class's step on w.
+
+    ``c1`` and ``c2`` are the two scalars of the class's last line.
+    """
+    one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
+    eps_scaled, c1, c2, tiny = u[0].eps_scaled, u[0].c1, u[0].c2, u[0].tiny
+    root = np.sqrt(tiny)
+    for i in range(w.size):
+        gi = g[i]
+        mi, vi = _adam_moments(gi, m[i], v[i], one_minus_beta1, one_minus_beta2, root, tiny)
+        m[i] = mi
+        v[i] = vi
+        w[i] = _adam_step(w[i], gi, mi, np.sqrt(vi) + eps_scaled, c1, c2)
+
+
+_ADAM_FIELDS = ("one_minus_beta1", "one_minus_beta2", "eps_scaled", "c1", "c2")
+
+
+def _adam_family(name, last_line):
+    """``_adam_loop`` with the class's ``last_line`` bound: a fused update (record ``_ADAM_FIELDS``)."""
+    loop = _jit.bind(_adam_loop, name, _adam_step=last_line)
+    return staticmethod(_update_kernel(*_ADAM_FIELDS)(loop))
+
+
+@fused(None, inline=True)
+def _adam_last_line(wi, gi, mi, denom, step, keep):
+    """Adam's (and AdamW's) last line: c1 is the step size, c2 AdamW's shrink factor."""
+    return wi * keep - mi / denom * step
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected, eps outside the square root.
 
@@ -246,11 +286,7 @@ class Adam(Optimizer):
         scratch *= 1.0 - self.beta1
         m += scratch  # m = beta1*m + (1-beta1)*g
         _subnormal.flush_(m, scratch, mask)
-        _subnormal.square_(g, scratch, mask)
-        scratch -= v
-        scratch *= 1.0 - self.beta2
-        v += scratch  # v = beta2*v + (1-beta2)*g^2
-        _subnormal.flush_(v, scratch, mask)
+        _mean_square_(g, v, 1.0 - self.beta2, scratch, mask)
         np.sqrt(v, out=scratch)
         scratch += self.eps * self._sqrt_bc2
 
@@ -260,20 +296,9 @@ class Adam(Optimizer):
         scratch *= self.lr * self._sqrt_bc2 / self._bc1
         w -= scratch
 
-    # keep: the factor AdamW shrinks the weights by first (exactly 1 here)
-    _fields = ("one_minus_beta1", "one_minus_beta2", "eps_scaled", "step", "keep")
-
-    @staticmethod
-    @_update_kernel(*_fields)
-    def _fused(w, g, m, v, u):
-        one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
-        eps_scaled, step, keep, tiny = u[0].eps_scaled, u[0].step, u[0].keep, u[0].tiny
-        root = np.sqrt(tiny)
-        for i in range(w.size):
-            mi, vi = _adam_moments(g[i], m[i], v[i], one_minus_beta1, one_minus_beta2, root, tiny)
-            m[i] = mi
-            v[i] = vi
-            w[i] = w[i] * keep - mi / (np.sqrt(vi) + eps_scaled) * step
+    # c1: the step size; c2: the factor AdamW shrinks the weights by first (exactly 1 here)
+    _fields = _ADAM_FIELDS
+    _fused = _adam_family("_adam_fused", _adam_last_line)
 
     def _scalars(self):
         return (1.0 - self.beta1, 1.0 - self.beta2, self.eps * self._sqrt_bc2,
@@ -311,6 +336,13 @@ class AdamW(Adam):
 
     def _keep(self):
         return 1.0 - self.lr * self.weight_decay
+
+
+@fused(None, inline=True)
+def _nadam_last_line(wi, gi, mi, denom, coef_m, coef_g):
+    """Nadam's last line: w -= (coef_m m + coef_g g) / denom, as two subtractions."""
+    wi = wi - mi / denom * coef_m
+    return wi - gi / denom * coef_g
 
 
 class Nadam(Adam):
@@ -364,22 +396,8 @@ class Nadam(Adam):
         extra *= self._coef_g
         w -= extra
 
-    _fields = ("one_minus_beta1", "one_minus_beta2", "eps_scaled", "coef_m", "coef_g")
-
-    @staticmethod
-    @_update_kernel(*_fields)
-    def _fused(w, g, m, v, u):
-        one_minus_beta1, one_minus_beta2 = u[0].one_minus_beta1, u[0].one_minus_beta2
-        eps_scaled, coef_m, coef_g, tiny = u[0].eps_scaled, u[0].coef_m, u[0].coef_g, u[0].tiny
-        root = np.sqrt(tiny)
-        for i in range(w.size):
-            gi = g[i]
-            mi, vi = _adam_moments(gi, m[i], v[i], one_minus_beta1, one_minus_beta2, root, tiny)
-            m[i] = mi
-            v[i] = vi
-            denom = np.sqrt(vi) + eps_scaled
-            wi = w[i] - mi / denom * coef_m
-            w[i] = wi - gi / denom * coef_g
+    _fields = _ADAM_FIELDS  # c1, c2: the coefficients of m and of g
+    _fused = _adam_family("_nadam_fused", _nadam_last_line)
 
     def _scalars(self):
         return (1.0 - self.beta1, 1.0 - self.beta2, self.eps * self._sqrt_bc2,
