@@ -182,8 +182,7 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
         weights). With the numba kernels all of them run inside the
         compiled step.
     threads : int, optional
-        Thread budget (default ``$FASTNN_NUM_THREADS`` or the available
-        CPUs); see :func:`blas_threads_for`.
+        Thread budget (default ``$FASTNN_NUM_THREADS`` or all CPUs).
     initial_epoch : int
         Epochs already done (when resuming): training runs epochs
         ``initial_epoch + 1`` to ``epochs``.
