@@ -94,6 +94,12 @@ class Optimizer:
             name: [np.zeros_like(w) for w in self._targets] for name in self._state_names
         }
         self._pool = None
+        # the smallest normal number of each target's dtype: state below it is flushed
+        self._tiny = [_subnormal.tiny(w.dtype) for w in self._targets]
+        # one typed record of each step's scalars per target, made once: the
+        # compiled training step keeps a reference to it
+        self._records = [np.zeros(1, record_dtype(self._fields, w.dtype.name))
+                         for w in self._targets]
         self.set_kernels(kernels)
 
     def __setattr__(self, name, value):
@@ -126,11 +132,6 @@ class Optimizer:
             if unsupported:
                 chosen = "numpy"
         self.kernels = chosen
-        # the smallest normal number of each target's dtype: state below it is flushed
-        self._tiny = [_subnormal.tiny(w.dtype) for w in self._targets]
-        # one typed record of this step's scalars per target dtype
-        self._records = [np.zeros(1, record_dtype(self._fields, w.dtype.name))
-                         for w in self._targets]
         if chosen == "numba":
             self._compiled = [_jit.compiled(self._fused, _jit.kernel_dtype(w.dtype))
                               for w in self._targets]

@@ -385,13 +385,19 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
 
     def step(idx):
         loss, n_correct = inner(idx)
-        if not inner.updates:
-            if clip_norm and not getattr(inner, "clips", False):
-                clip_gradients_(net.grads.flat, clip_norm, net.kernels)
-            optimizer.step(net.grads)
+        _update_after(inner, net, optimizer, clip_norm)
         return loss, n_correct
 
     return step, n_threads
+
+
+def _update_after(step, net, optimizer, clip_norm):
+    """Clip (unless the step did) and update, when the step left its update to the caller."""
+    if step.updates:
+        return
+    if clip_norm and not getattr(step, "clips", False):
+        clip_gradients_(net.grads.flat, clip_norm, net.kernels)
+    optimizer.step(net.grads)
 
 
 class _Loop:
@@ -436,10 +442,7 @@ class _Loop:
             loss, n_correct = run_step(idx)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(epoch, step, loss)
-            if not run_step.updates:
-                if self.clip_norm and not getattr(run_step, "clips", False):
-                    clip_gradients_(net.grads.flat, self.clip_norm, net.kernels)
-                self.optimizer.step(net.grads)
+            _update_after(run_step, net, self.optimizer, self.clip_norm)
             if self.average is not None:
                 self.average.update()
             loss_sum += loss * idx.shape[0]

@@ -78,6 +78,18 @@ def test_fit_uses_the_compiled_step_with_numba_kernels_only():
     assert net.compiled_step(numpy_opt, X, y, 32).updates is False
 
 
+def _fit_with(cls, compiled, X, y):
+    """Parameters after one epoch with optimizer class ``cls`` (lr 0.1), compiled step or not."""
+    net = fastnn.Network([12, 16, 4], kernels="numba")
+    opt = cls(net.params, lr=0.1, kernels="numba", threads=1)
+    if compiled:
+        assert net.compiled_step(opt, X, y, 32).updates  # the update runs inside
+    else:
+        net.compiled_step = lambda *args, **kwargs: None
+    fastnn.fit(net, opt, X, y, epochs=1, batch_size=32)
+    return net.params.flat.copy()
+
+
 def test_a_new_optimizer_runs_inside_the_compiled_step_from_its_own_class_only():
     # A subclass declares its record fields and its fused loop; nothing in the
     # step names it, yet the step runs its update and matches the Python step.
@@ -99,16 +111,7 @@ def test_a_new_optimizer_runs_inside_the_compiled_step_from_its_own_class_only()
             return (0.5 * self.lr,)
 
     X, y = _data()
-    results = []
-    for compiled in (True, False):
-        net = fastnn.Network([12, 16, 4], kernels="numba")
-        opt = HalfSGD(net.params, lr=0.1, kernels="numba", threads=1)
-        if compiled:
-            assert net.compiled_step(opt, X, y, 32).updates
-        else:
-            net.compiled_step = lambda *args, **kwargs: None
-        fastnn.fit(net, opt, X, y, epochs=1, batch_size=32)
-        results.append(net.params.flat.copy())
+    results = [_fit_with(HalfSGD, compiled, X, y) for compiled in (True, False)]
     np.testing.assert_array_equal(results[0], results[1])
     sgd_net = fastnn.Network([12, 16, 4], kernels="numba")
     fastnn.fit(sgd_net, optimizers.get("sgd", sgd_net.params, lr=0.05, kernels="numba"), X, y,
@@ -247,14 +250,7 @@ def test_two_optimizers_with_the_same_record_run_their_own_kernels():
         cls = type(f"Scaled{kernel.__name__}", (optimizers.SGD,),
                    {"_fused": staticmethod(optimizers._update_kernel("lr")(kernel))})
         for compiled in (True, False):
-            net = fastnn.Network([12, 16, 4], kernels="numba")
-            opt = cls(net.params, lr=0.1, kernels="numba", threads=1)
-            if compiled:
-                assert net.compiled_step(opt, X, y, 32).updates
-            else:
-                net.compiled_step = lambda *args, **kwargs: None
-            fastnn.fit(net, opt, X, y, epochs=1, batch_size=32)
-            results[factor, compiled] = net.params.flat.copy()
+            results[factor, compiled] = _fit_with(cls, compiled, X, y)
     for factor in (0.5, 2.0):
         np.testing.assert_array_equal(results[factor, True], results[factor, False])
     assert not np.allclose(results[0.5, True], results[2.0, True])
