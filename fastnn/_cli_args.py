@@ -60,9 +60,13 @@ def _add_train_args(p):
 
 def _add_data_args(p, d):
     g = p.add_argument_group("data")
-    g.add_argument("-d", "--dataset", default=d.dataset, metavar="{fashion_mnist,mnist,digits}",
-                   help="data set")
-    g.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    g.add_argument("-d", "--dataset", default=d.dataset, metavar="NAME|PATH",
+                   help="fashion_mnist, mnist or digits, or a CSV (header row), .npz, .npy (with its "
+                        "labels file beside it), folder of .npy files, or folder of images in "
+                        "one sub-folder per class")
+    _add_reading_args(g, d)
+    g.add_argument("--data-dir", default=None,
+                   help="directory with the IDX files of the built-in sets")
     g.add_argument("--no-download", action="store_true",
                    help="fail instead of downloading missing data")
     g.add_argument("--val-fraction", "--val_fraction", dest="val_fraction", type=float,
@@ -70,6 +74,21 @@ def _add_data_args(p, d):
                    help="share of the training set held out for validation")
     g.add_argument("--seed", type=int, default=d.seed,
                    help="seed of initialisation, split and shuffling")
+
+
+def _add_reading_args(g, d):
+    """How a data file is read: shared by train and evaluate."""
+    g.add_argument("--target", default=d.target, metavar="COLUMN",
+                   help="a CSV's label column (default: label, target or class, else the "
+                        "last); for a .npy of features, its labels file")
+    g.add_argument("--test-fraction", "--test_fraction", dest="test_fraction", type=float,
+                   default=d.test_fraction,
+                   help="share held out (stratified, with --seed) as the test set when the "
+                        "data has no test part")
+    g.add_argument("--image-size", "--image_size", dest="image_size", default=d.image_size,
+                   metavar="HxW",
+                   help="size the images of a folder are resized to (default: the first "
+                        "image's)")
 
 
 def _add_model_args(p, d):
@@ -202,19 +221,32 @@ def build_parser():
 
     ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model")
     ev.add_argument("model", help="model file written by fastnn train --save")
-    ev.add_argument("-d", "--dataset", default=None, metavar="{fashion_mnist,mnist,digits}",
-                    help="test set to evaluate on (default: the one the model was trained on, "
-                         "else fashion_mnist)")
+    ev.add_argument("-d", "--dataset", default=None,
+                    metavar="NAME|PATH",
+                    help="data set whose test part to evaluate on (default: the one the model "
+                         "was trained on, read as it was then)")
+    ev.add_argument("--target", default=None, metavar="COLUMN",
+                    help="a CSV's label column (default: the one the model was trained with)")
+    ev.add_argument("--test-fraction", dest="test_fraction", type=float, default=None,
+                    help="share held out as the test set (default: the training run's)")
+    ev.add_argument("--seed", type=int, default=None,
+                    help="seed of the held-out test part (default: the training run's)")
     ev.add_argument("--data-dir", default=None, help="directory with the IDX files")
     ev.add_argument("--no-download", action="store_true",
                     help="fail instead of downloading missing data")
 
     _add_sweep_command(sub)
 
-    pr = sub.add_parser("predict", help="classify PNG/JPEG images with a saved model")
-    pr.add_argument("model", help="model file written by fastnn train --save")
-    pr.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
-    pr.add_argument("--top", type=int, default=3, help="classes to show per image")
+    pr = sub.add_parser("predict", help="classify images, CSV rows or .npy rows with a saved "
+                                        "model")
+    pr.add_argument("model", help="model file written by fastnn train")
+    pr.add_argument("images", nargs="+", metavar="INPUT",
+                    help="images (PNG, JPEG, ...), CSV files (the model's feature columns; a "
+                         "label column is ignored) or .npy arrays of rows")
+    pr.add_argument("--top", type=int, default=3, help="classes to show per input")
+    pr.add_argument("--out", metavar="FILE.csv", default=None,
+                    help="write one line per input or row: its name, the predicted class and "
+                         "every class's probability")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
 
     _add_report_command(sub)

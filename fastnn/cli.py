@@ -8,6 +8,7 @@ output), 2 bad command-line usage or settings, 3 training diverged,
 import contextlib
 import difflib
 import json
+import math
 import os
 import signal
 import sys
@@ -38,18 +39,18 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _check_save_path(path):
-    """Fail before training if the model cannot be written to ``path``."""
+def _check_save_path(path, flag="--save"):
+    """Fail before any work if a file cannot be written to ``path``."""
     path = Path(path)
     if path.is_dir():
-        raise FastnnError(f"--save {path}: is a directory")
+        raise FastnnError(f"{flag} {path}: is a directory")
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FastnnError(f"--save {path}: cannot create directory {parent} ({exc.strerror})")
+        raise FastnnError(f"{flag} {path}: cannot create directory {parent} ({exc.strerror})")
     if not os.access(parent, os.W_OK):
-        raise FastnnError(f"--save {path}: directory {parent} is not writable")
+        raise FastnnError(f"{flag} {path}: directory {parent} is not writable")
     return path
 
 
@@ -152,36 +153,65 @@ def cmd_train(args, out):
 
 
 def cmd_evaluate(args, out):
-    from . import datasets, metrics, modelfile
+    from . import metrics, modelfile
 
     net, header = modelfile.load(args.model)
-    trained_on = (header.get("metadata") or {}).get("dataset")
+    ds = _evaluation_data(args, net, header)
+    X = net.preprocessing.apply(ds.x_test, net.dtype)
+    loss, acc = net.evaluate(X, ds.y_test)
+    pred = net.predict(X)
+    matrix = metrics.confusion_matrix(ds.y_test, pred, net.n_classes)
+    what = "images" if ds.kind == "images" else "rows"
+    print(f"{ds.name} test set ({len(X)} {what}): accuracy {acc:.4f}  loss {loss:.4f}", file=out)
+    print(metrics.format_confusion_matrix(matrix, ds.class_names), file=out)
+    return 0
+
+
+def _evaluation_data(args, net, header):
+    """The test part of the data set named on the command line, else of the model's own,
+    read as training read it; a FastnnError if it does not fit the model."""
+    from . import datasets
+
+    meta = header.get("metadata") or {}
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    trained_on = meta.get("dataset")
     name = args.dataset or trained_on or "fashion_mnist"
-    ds = datasets.load(name, data_dir=args.data_dir, download=not args.no_download)
-    X = datasets.preprocess(ds.x_test, net.dtype.name)
-    if X.shape[1] != net.n_features:
-        raise FastnnError(
-            f"{args.model}: model takes {net.n_features} inputs but {ds.name} images have "
-            f"{X.shape[1]} pixels" + (f" (it was trained on {trained_on})" if trained_on else "")
-        )
+    own = trained_on is not None and _same_data(name, trained_on)
+
+    def setting(key, given, default):
+        return given if given is not None else config.get(key, default) if own else default
+
+    shape = net.preprocessing.image_shape if net.preprocessing is not None else None
+    size = setting("image_size", None, None) or (f"{shape[0]}x{shape[1]}" if shape else None)
+    ds = datasets.load(name, data_dir=args.data_dir, download=not args.no_download,
+                       target=setting("target", args.target, None), image_size=size,
+                       test_fraction=setting("test_fraction", args.test_fraction, 0.1),
+                       seed=setting("seed", args.seed, 0))
+    n_features = math.prod(ds.x_test.shape[1:])
+    hint = f" (it was trained on {trained_on})" if trained_on and not own else ""
+    if n_features != net.n_features:
+        what = "images have {} pixels" if ds.kind == "images" else "rows have {} features"
+        raise FastnnError(f"{args.model}: model takes {net.n_features} inputs but {ds.name} "
+                          f"{what.format(n_features)}{hint}")
     if net.n_classes != len(ds.class_names):
-        raise FastnnError(
-            f"{args.model}: model has {net.n_classes} outputs but {ds.name} has "
-            f"{len(ds.class_names)} classes"
-        )
+        raise FastnnError(f"{args.model}: model has {net.n_classes} outputs but {ds.name} has "
+                          f"{len(ds.class_names)} classes{hint}")
     classes = header.get("class_names")
     if classes and list(classes) != list(ds.class_names):
         raise FastnnError(
             f"{args.model}: the model's classes ({', '.join(classes[:3])}, ...) are not "
             f"{ds.name}'s ({', '.join(ds.class_names[:3])}, ...)"
-            + (f"; it was trained on {trained_on}" if trained_on else "")
-        )
-    loss, acc = net.evaluate(X, ds.y_test)
-    pred = net.predict(X)
-    matrix = metrics.confusion_matrix(ds.y_test, pred, net.n_classes)
-    print(f"{ds.name} test set ({len(X)} images): accuracy {acc:.4f}  loss {loss:.4f}", file=out)
-    print(metrics.format_confusion_matrix(matrix, ds.class_names), file=out)
-    return 0
+            + (f"; it was trained on {trained_on}" if hint else ""))
+    return ds
+
+
+def _same_data(name, trained_on):
+    from .config import _dataset
+
+    try:
+        return _dataset(name) == _dataset(trained_on)
+    except ConfigError:
+        return False
 
 
 def cmd_data(args, out):
@@ -264,24 +294,32 @@ def cmd_sweep(args, out):
 
 
 def cmd_predict(args, out):
-    from . import images, modelfile
+    from . import modelfile, predict
 
     if args.top < 1:
         raise ConfigError(f"top must be >= 1, got {args.top}")
     net, header = modelfile.load(args.model)
+    names = header.get("class_names") or [str(i) for i in range(net.n_classes)]
+    data = (header.get("metadata") or {}).get("data")
     try:
-        results = images.predict_files(net, args.images, header.get("class_names"), args.top)
+        results = predict.predict_files(net, args.images, names,
+                                        data if isinstance(data, dict) else None)
     except FastnnError as exc:
         raise FastnnError(f"{args.model}: {exc}" if "model takes" in str(exc) else str(exc)
                           ) from None
+    if args.out:
+        predict.write_csv(_check_save_path(args.out, "--out"), results, names)
+        print(f"{len(results)} predictions written to {args.out}", file=out)
+        return 0
     if args.json:
-        print(json.dumps(results, indent=1), file=out)
+        print(json.dumps([{"input": r["input"], "inverted": r["inverted"],
+                           "top": r["top"][:args.top]} for r in results], indent=1), file=out)
         return 0
     for r in results:
-        guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+        guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"][:args.top])
         note = "  (dark-on-light picture: inverted to match the training data)" \
             if r["inverted"] else ""
-        print(f"{r['image']}: {guesses}{note}", file=out)
+        print(f"{r['input']}: {guesses}{note}", file=out)
     return 0
 
 

@@ -1,9 +1,11 @@
-"""Data sets: Fashion-MNIST, MNIST (IDX files) and scikit-learn's digits.
+"""Data sets: the built-in ones (Fashion-MNIST, MNIST, digits) and the user's own files.
 
-:func:`load` returns raw uint8 images; :func:`preprocess` and
-:func:`train_val_split` (or :func:`prepare`, which does both) turn them into
-what a :class:`~fastnn.Network` takes. Nothing is scaled or split behind
-your back.
+:func:`load` returns the raw features and labels of a built-in data set or of
+a file or folder (CSV, .npz, .npy, images in class folders: see
+:mod:`fastnn.readers`), holding out a stratified test part when the data has
+none; :func:`prepare` splits off the validation set and applies the
+preprocessing learned on the training split (:mod:`fastnn.preprocessing`):
+what ``fastnn train`` trains on. Nothing is scaled or split behind your back.
 
 Where the IDX files of ``fashion_mnist`` and ``mnist`` are looked for, in
 order (``<name-dir>`` is ``fashion-mnist`` or ``mnist``; files may be
@@ -26,15 +28,17 @@ import hashlib
 import math
 import os
 import struct
+import tempfile
 import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from . import _npz
+from . import _npz, readers
 from ._atomic import atomic_write_bytes
 from .errors import DataError, DataNotFoundError
+from .preprocessing import Preprocessing
 
 NAMES = ("fashion_mnist", "mnist", "digits")
 
@@ -96,17 +100,31 @@ DOWNLOAD_TIMEOUT_S = 30
 
 @dataclasses.dataclass
 class Dataset:
-    """Raw images and labels of a data set.
+    """Raw features and labels of a data set.
 
     Attributes
     ----------
     name : str
-    x_train, x_test : ndarray (n, h, w) of uint8
-        Pixel values 0-255, light object on dark background.
-    y_train, y_test : ndarray (n,) of uint8
+        The built-in name, or the file or folder as given.
+    x_train, x_test : ndarray or Rows
+        Images ``(n, h, w)`` (built-in: uint8 pixel values 0-255, light
+        object on dark background) or a table ``(n, features)``. Features
+        read from ``.npy`` files stay memory-mapped (:class:`Rows` when a
+        part of them was held out).
+    y_train, y_test : ndarray (n,) of int
+        Indices into ``class_names``.
     class_names : tuple of str
     source : str
         Where the data was read from.
+    kind : {'images', 'table'}
+    feature_names : tuple of str or None
+        A CSV's feature columns.
+    target : str or None
+        A CSV's label column.
+    test_part : str
+        ``"file"`` (the data's own test part) or ``"held out 10%, seed 0"``.
+    format : str
+        ``"builtin"`` or the reader's (``"csv"``, ``"npz"``, ``"npy"``, ``"image_folder"``).
     """
 
     name: str
@@ -116,11 +134,30 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple
     source: str
+    kind: str = "images"
+    feature_names: tuple = None
+    target: str = None
+    test_part: str = "file"
+    format: str = "builtin"
+
+    def describe(self):
+        """What a model file records about the data it was trained on (JSON-ready)."""
+        shape = list(self.x_train.shape[1:])
+        return {"name": self.name, "source": self.source, "kind": self.kind,
+                "shape": shape, "n_features": int(math.prod(shape)),
+                "feature_names": list(self.feature_names) if self.feature_names else None,
+                "target": self.target, "test_part": self.test_part, "format": self.format,
+                "n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0])}
 
 
 @dataclasses.dataclass
 class Split:
-    """Preprocessed arrays ready for training (see :func:`prepare`)."""
+    """Preprocessed arrays ready for training (see :func:`prepare`).
+
+    ``preprocessing`` is what was applied (learned on ``X_train``'s rows);
+    ``description`` is :meth:`Dataset.describe` of the data set. The arrays
+    of a data set too large for memory are memory-mapped scratch files.
+    """
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -130,6 +167,35 @@ class Split:
     y_test: np.ndarray
     class_names: tuple
     source: str
+    preprocessing: Preprocessing = None
+    description: dict = None
+
+
+class Rows:
+    """Rows ``index`` of a (memory-mapped) array, read only when sliced.
+
+    Behaves as a read-only array of ``len(index)`` rows for what
+    :func:`prepare` and :class:`~fastnn.preprocessing.Preprocessing` need:
+    ``shape``, ``dtype``, ``ndim``, ``len`` and slicing by rows.
+    ``np.asarray(rows)`` reads them all.
+    """
+
+    def __init__(self, array, index):
+        self.array, self.index = array, np.sort(np.asarray(index, dtype=np.intp))
+
+    shape = property(lambda self: (self.index.shape[0], *self.array.shape[1:]))
+    dtype = property(lambda self: self.array.dtype)
+    ndim = property(lambda self: self.array.ndim)
+
+    def __len__(self):
+        return self.index.shape[0]
+
+    def __getitem__(self, key):
+        return self.array[self.index[key]]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.array[self.index]
+        return out if dtype is None else out.astype(dtype)
 
 
 # ------------------------------------------------------------------ IDX files
@@ -319,19 +385,37 @@ def _not_found_message(name, data_dir, extra=""):
 
 
 # -------------------------------------------------------------------- loading
-def load(name, data_dir=None, download=True):
-    """Load a data set as raw uint8 images and labels.
+def is_builtin(name):
+    """True for the names of the built-in data sets (``fashion_mnist``, ``mnist``, ``digits``)."""
+    return str(name).lower().replace("-", "_") in NAMES
+
+
+def load(name, data_dir=None, download=True, *, target=None, image_size=None,
+         test_fraction=0.1, seed=0):
+    """Load a data set's raw features and labels: a built-in name, or a file or folder.
 
     Parameters
     ----------
-    name : {'fashion_mnist', 'mnist', 'digits'}
-        ``digits`` is scikit-learn's embedded 8x8 set (1,797 images, always
-        available offline), split 80/20 stratified with a fixed seed and
-        scaled from 0-16 to 0-255.
+    name : str or Path
+        ``fashion_mnist``, ``mnist`` or ``digits`` (``digits`` is
+        scikit-learn's embedded 8x8 set, 1,797 images, always available
+        offline, split 80/20 stratified with a fixed seed and scaled from
+        0-16 to 0-255); or a CSV, .npz or .npy file, a folder of .npy files
+        or a folder of images in class sub-folders (:mod:`fastnn.readers`).
     data_dir : str or Path, optional
-        Looked in first (see the module docstring for the search order).
+        Where a built-in set is looked for first (see the module docstring).
     download : bool
-        Download to the cache when no local copy is found.
+        Download a built-in set to the cache when no local copy is found.
+    target : str, optional
+        A CSV's label column (default ``label``, ``target`` or ``class``,
+        else the last); for a .npy file of features, its labels file.
+    image_size : str or (int, int), optional
+        ``"HxW"`` the images of a folder are resized to (default: the size
+        of the first image).
+    test_fraction : float
+        Share held out as the test part (stratified, drawn with ``seed``)
+        when a file has no test part of its own.
+    seed : int
 
     Returns
     -------
@@ -340,16 +424,18 @@ def load(name, data_dir=None, download=True):
     Raises
     ------
     DataNotFoundError
-        No copy found (the message lists where fastnn looked) and none
-        could be downloaded.
+        No copy of a built-in set found (the message lists where fastnn
+        looked) and none could be downloaded.
     DataError
-        A file exists but is corrupt or inconsistent.
-    ValueError
-        Unknown data set name.
+        A file that is missing, corrupt or not a data set.
     """
     key = str(name).lower().replace("-", "_")
     if key not in NAMES:
-        raise ValueError(f"dataset must be one of {', '.join(NAMES)}, got {name!r}")
+        path = Path(name)
+        if not path.exists() and not path.suffix and len(path.parts) == 1:
+            raise DataError(f"dataset must be one of {', '.join(NAMES)} or a data file or "
+                            f"folder; there is no file {str(name)!r}")
+        return _load_file(path, target, image_size, test_fraction, seed)
     if key == "digits":
         return _load_digits()
     found = locate(key, data_dir)
@@ -386,6 +472,93 @@ def load(name, data_dir=None, download=True):
                    arrays["test_images"], arrays["test_labels"], class_names, source)
 
 
+def _load_file(path, target, image_size, test_fraction, seed):
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    raw = readers.read(path, target, readers.parse_image_size(image_size))
+    values, y = _encode_labels(raw.labels, path)
+    names = tuple(_class_name(v) for v in values)
+    if raw.x_test is not None:
+        _, y_test = _encode_labels(raw.labels_test, path, values)
+        x_train, x_test, part = raw.x, raw.x_test, "file"
+    else:
+        train, test = _stratified(y, test_fraction, seed, path, names, "test")
+        (x_train, y), (x_test, y_test) = _rows(raw.x, y, train), _rows(raw.x, y, test)
+        part = f"held out {test_fraction:.0%}, seed {seed}"
+    return Dataset(str(path), x_train, y, x_test, y_test, names, raw.source, raw.kind,
+                   tuple(raw.feature_names) if raw.feature_names else None, raw.target, part,
+                   raw.format)
+
+
+def _encode_labels(labels, path, values=None):
+    """(sorted class values, indices) of labels; with ``values``, indices into those."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "US":
+        labels = np.char.strip(labels.astype(str))
+        numeric = None
+        with np.errstate(all="ignore"):
+            try:
+                numeric = labels.astype(np.float64)
+            except ValueError:
+                pass
+        if numeric is not None and np.isfinite(numeric).all():
+            labels = numeric
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+            bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
+            raise DataError(f"{path}: label {labels[bad]} (row {bad + 1}) is not a class: "
+                            "labels must be integers or names")
+        labels = labels.astype(np.int64)
+    if values is None:
+        values = np.unique(labels)
+        if values.shape[0] < 2:
+            raise DataError(f"{path}: one class only ({_class_name(values[0])!r} in every row): "
+                            "a classifier needs at least two")
+        return values, np.searchsorted(values, labels).astype(np.intp)
+    if labels.dtype.kind != values.dtype.kind and not (
+            labels.dtype.kind in "iu" and values.dtype.kind in "iu"):
+        raise DataError(f"{path}: test labels are {labels.dtype.kind == 'U' and 'names' or 'numbers'}"
+                        " but training labels are not")
+    idx = np.searchsorted(values, labels)
+    idx[idx == values.shape[0]] = 0
+    unknown = values[idx] != labels
+    if unknown.any():
+        raise DataError(f"{path}: test label {_class_name(labels[unknown][0])!r} is not a class "
+                        "of the training part")
+    return values, idx.astype(np.intp)
+
+
+def _class_name(value):
+    return str(value.item() if hasattr(value, "item") else value)
+
+
+def _stratified(y, fraction, seed, path, names, what):
+    """(kept, held-out) row indices: a stratified ``fraction`` of ``y``, drawn with ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y, minlength=len(names))
+    if counts.min() < 2:
+        raise DataError(f"{path}: class {names[int(np.argmin(counts))]!r} has "
+                        f"{int(counts.min())} row(s): too few to hold out a stratified {what} "
+                        "part")
+    try:
+        return train_test_split(np.arange(y.shape[0]), test_size=fraction, stratify=y,
+                                random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot hold out {fraction:.0%} as the {what} part ({exc})"
+                        ) from None
+
+
+def _rows(x, y, index):
+    """Rows ``index`` of (x, y): copied from an array, a :class:`Rows` view of a memory map."""
+    if isinstance(x, np.memmap | Rows):
+        if isinstance(x, Rows):
+            x, index = x.array, x.index[index]
+        view = Rows(x, index)
+        return view, y[np.argsort(index, kind="stable")] if y is not None else None
+    return x[index], (y[index] if y is not None else None)
+
+
 def _load_keras_npz(path):
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -417,7 +590,7 @@ def _load_digits():
 
 # -------------------------------------------------------------- preprocessing
 def preprocess(images, dtype="float32"):
-    """Flatten images and scale 0-255 to [0, 1].
+    """Flatten images and scale 0-255 to [0, 1] (the built-in sets' preprocessing).
 
     Parameters
     ----------
@@ -429,9 +602,7 @@ def preprocess(images, dtype="float32"):
     ndarray (n, h*w) of ``dtype`` (a new array)
     """
     images = np.asarray(images)
-    X = images.reshape(images.shape[0], -1).astype(dtype)
-    X *= 1.0 / 255.0
-    return X
+    return Preprocessing.pixels(math.prod(images.shape[1:])).apply(images, dtype)
 
 
 def train_val_split(X, y, val_fraction=0.1, seed=0):
@@ -448,19 +619,93 @@ def train_val_split(X, y, val_fraction=0.1, seed=0):
     return train_test_split(X, y, test_size=val_fraction, stratify=y, random_state=seed)
 
 
-def prepare(name, data_dir=None, dtype="float32", val_fraction=0.1, seed=0, download=True):
-    """Load, preprocess and split: the arrays a training run needs.
+def prepare(name, data_dir=None, dtype="float32", val_fraction=0.1, seed=0, download=True, *,
+            target=None, image_size=None, test_fraction=0.1, preprocessing=None):
+    """Load, split and preprocess: the arrays a training run needs.
 
     The validation set is a stratified ``val_fraction`` of the training
-    set, drawn with ``seed``; the test set is the official one.
+    part, drawn with ``seed``; the test part is the data's own (the official
+    one of a built-in set) or held out by :func:`load`. The preprocessing is
+    learned on the remaining training rows (or the one given) and applied
+    to all three. ``target``, ``image_size`` and ``test_fraction`` are
+    :func:`load`'s. A data set whose float arrays would not fit in memory
+    (read from ``.npy`` files) is converted chunk by chunk into
+    memory-mapped scratch files, which disappear with the arrays.
 
     Returns
     -------
     Split
     """
-    ds = load(name, data_dir=data_dir, download=download)
-    X = preprocess(ds.x_train, dtype)
-    X_tr, X_val, y_tr, y_val = train_val_split(X, ds.y_train, val_fraction, seed)
-    return Split(X_tr, y_tr.astype(np.intp), X_val, y_val.astype(np.intp),
-                 preprocess(ds.x_test, dtype), ds.y_test.astype(np.intp),
-                 ds.class_names, ds.source)
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    ds = load(name, data_dir=data_dir, download=download, target=target,
+              image_size=image_size, test_fraction=test_fraction, seed=seed)
+    keep, val = _stratified(np.asarray(ds.y_train), val_fraction, seed, ds.name,
+                            ds.class_names, "validation")
+    x_tr, y_tr = _rows(ds.x_train, ds.y_train, keep)
+    x_val, y_val = _rows(ds.x_train, ds.y_train, val)
+    prep = preprocessing or Preprocessing.learn(x_tr)
+    parts = [_prepared(prep, x, dtype, ds.name) for x in (x_tr, x_val, ds.x_test)]
+    labels = [np.asarray(v, dtype=np.intp) for v in (y_tr, y_val, ds.y_test)]
+    return Split(parts[0], labels[0], parts[1], labels[1], parts[2], labels[2],
+                 ds.class_names, ds.source, prep, ds.describe())
+
+
+def _prepared(prep, x, dtype, name):
+    """``prep`` applied to ``x``: in memory when it fits, else in a scratch memory map."""
+    n_bytes = x.shape[0] * prep.n_features * np.dtype(dtype).itemsize
+    out = None
+    if isinstance(x, np.memmap | Rows) and 2 * n_bytes > memory_budget():
+        out = _scratch((x.shape[0], prep.n_features), dtype)
+    try:
+        out = prep.apply(x, dtype, out=out)
+    except ValueError as exc:
+        raise DataError(f"{name}: {exc}") from None
+    for start in range(0, out.shape[0], 8192):
+        finite = np.isfinite(out[start:start + 8192]).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            raise DataError(f"{name}: a NaN or infinite feature in row {row + 1} of a part")
+    return out
+
+
+def memory_budget():
+    """Bytes this process can still allocate: available memory, within its RLIMIT_DATA/AS."""
+    budget = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    budget = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if budget is None:
+        try:
+            budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            budget = 1 << 62
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return budget
+    used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    for limit in (resource.RLIMIT_DATA, resource.RLIMIT_AS):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            budget = min(budget, max(soft - used, 0))
+    return budget
+
+
+def _scratch(shape, dtype):
+    """A zero-filled array backed by a temporary file that is already unlinked.
+
+    The file lives in ``$FASTNN_SCRATCH`` or the system's temporary directory
+    while the array does (and no longer, even if the process is killed).
+    """
+    fd, path = tempfile.mkstemp(prefix="fastnn-", suffix=".npy",
+                                dir=os.environ.get("FASTNN_SCRATCH") or None)
+    os.close(fd)
+    try:
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    finally:
+        os.unlink(path)

@@ -9,10 +9,16 @@ A model file is an uncompressed NumPy ``.npz`` archive holding
 - ``param_0`` ... ``param_{2L-1}``: ``W1, b1, ..., WL, bL``; with batch
   normalisation (format version 2) then ``gamma, beta`` of each hidden layer
   as further ``param_i``, and ``stats_0`` ... : the running mean and variance
-  of each hidden layer (:attr:`Network.running_stats`).
+  of each hidden layer (:attr:`Network.running_stats`);
+- with standardised inputs (format version 3) ``input_shift`` and
+  ``input_scale``: the :class:`~fastnn.preprocessing.Preprocessing` learned
+  on the training split (its kind and image shape are in the header's
+  ``preprocessing``; pixel scaling needs no arrays).
 
-Models without batch normalisation are written as format version 1, which
-every fastnn reads; version 2 is written only when it is needed.
+A file is written with the oldest format version that holds it (1: plain,
+2: batch normalisation, 3: standardised inputs), so older fastnn releases
+read what they can. Files without a ``preprocessing`` entry (written before
+it existed, by training on the built-in image sets) load with pixel scaling.
 
 Files are read with ``allow_pickle=False`` through :class:`fastnn._npz.Archive`,
 which checks every member's ``.npy`` header before reading its data;
@@ -24,6 +30,7 @@ oversized header, or a newer format version is refused with
 
 import itertools
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -34,13 +41,14 @@ from ._atomic import atomic_open
 from ._npz import Archive
 from .errors import ConfigError, ModelFileError
 from .network import Network
+from .preprocessing import Preprocessing
 
 FORMAT = "fastnn-model"
-FORMAT_VERSION = 2  # the newest version read and written
+FORMAT_VERSION = 3  # the newest version read and written
 MAX_HEADER_BYTES = 1 << 20
 
 
-def save(net, path, *, class_names=None, metadata=None):
+def save(net, path, *, class_names=None, metadata=None, preprocessing=None):
     """Write ``net`` to ``path`` atomically (a temporary file, then rename).
 
     Parameters
@@ -51,6 +59,9 @@ def save(net, path, *, class_names=None, metadata=None):
     class_names : sequence of str, optional
     metadata : dict, optional
         JSON-serialisable extra information (e.g. training config).
+    preprocessing : Preprocessing, optional
+        What turns raw features into the network's inputs (default: the
+        network's own ``preprocessing`` attribute, if set).
 
     Raises
     ------
@@ -58,15 +69,26 @@ def save(net, path, *, class_names=None, metadata=None):
         The file cannot be written (full disk, no permission); whatever was
         at ``path`` before is left as it was.
     """
+    prep = preprocessing if preprocessing is not None else getattr(net, "preprocessing", None)
+    if prep is not None and prep.n_features != net.n_features:
+        raise ValueError(f"preprocessing of {prep.n_features} features for a network of "
+                         f"{net.n_features} inputs")
+    arrays = {}
+    if prep is not None and prep.kind != "pixels":
+        arrays.update(input_shift=prep.shift, input_scale=prep.scale)
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if net.batch_norm else 1,
+        "format_version": 3 if arrays else 2 if net.batch_norm else 1,
         "network": net.config(),
         "class_names": list(class_names) if class_names is not None else None,
         "metadata": metadata or {},
     }
+    if prep is not None:
+        header["preprocessing"] = prep.to_header()
+        if prep.kind == "pixels":
+            header["preprocessing"]["maximum"] = float(1.0 / prep.scale[0])
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-    arrays = {"header": blob}
+    arrays = {"header": blob, **arrays}
     arrays.update({f"param_{i}": p for i, p in enumerate(net.params)})
     arrays.update({f"stats_{i}": s for i, s in enumerate(net.running_stats)})
     try:
@@ -83,6 +105,7 @@ def load(path):
     Returns
     -------
     net : Network
+        With ``net.preprocessing``, the :class:`Preprocessing` of its inputs.
     header : dict
         The JSON header (``class_names``, ``metadata``, ...).
 
@@ -162,6 +185,12 @@ def _read(path, archive):
                              f"the file says {version}")
     expected = {f"param_{i}" for i in range(len(net.params))}
     expected |= {f"stats_{i}" for i in range(len(net.running_stats))}
+    prep = header.get("preprocessing")
+    if isinstance(prep, dict) and prep.get("kind") != "pixels":
+        if version < 3:
+            raise ModelFileError(f"{path}: standardised inputs need format version 3, the file "
+                                 f"says {version}")
+        expected |= {"input_shift", "input_scale"}
     if names != expected | {"header"}:
         extra = sorted(names - expected - {"header"})
         missing = sorted(expected - names)
@@ -180,7 +209,27 @@ def _read(path, archive):
         if i % 2 and (arr < 0).any():
             raise ModelFileError(f"{path}: stats_{i} (a running variance) holds negative values")
         target[...] = arr
+    net.preprocessing = _preprocessing(path, archive, prep, net)
     names_ = header.get("class_names")
     if names_ is not None and (not isinstance(names_, list) or len(names_) != net.n_classes):
         raise ModelFileError(f"{path}: class_names does not match the {net.n_classes} outputs")
     return net, header
+
+
+def _preprocessing(path, archive, entry, net):
+    """The model's input preprocessing; pixel scaling 0-255 when the file names none."""
+    side = math.isqrt(net.n_features)
+    square = (side, side) if side * side == net.n_features else None
+    if entry is None:
+        return Preprocessing.pixels(net.n_features, square)
+    if not isinstance(entry, dict):
+        raise ModelFileError(f"{path}: preprocessing entry is malformed")
+    if entry.get("kind") == "pixels":
+        top = entry.get("maximum", 255.0)
+        if isinstance(top, bool) or not isinstance(top, int | float) or not top > 0:
+            raise ModelFileError(f"{path}: preprocessing maximum {top!r} is not a positive number")
+        shift, scale = np.zeros(net.n_features), np.full(net.n_features, 1.0 / top)
+    else:
+        shift, scale = (archive.array(name, dtype=np.float64, shape=(net.n_features,))
+                        for name in ("input_shift", "input_scale"))
+    return Preprocessing.from_header(entry, shift, scale, path)

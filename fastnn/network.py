@@ -95,7 +95,14 @@ class Network(Passes):
         With ``batch_norm``, ``[running_mean1, running_var1, ...]`` of each
         hidden layer, views of one flat array (``running_stats.flat``) that
         every training step updates; empty otherwise.
+    preprocessing : fastnn.preprocessing.Preprocessing or None
+        What turns raw features into this network's inputs, when known (set
+        by :func:`fastnn.load_model` and :class:`fastnn.Trainer`; saved with
+        the model). The network's own methods take inputs already
+        preprocessed.
     """
+
+    preprocessing = None
 
     def __init__(self, layer_sizes, activation="relu", loss="cross_entropy",
                  weight_init="xavier", weight_decay=0.0, dtype="float32", seed=0, dropout=0.0,

@@ -79,11 +79,14 @@ class Trainer:
             raise ConfigError("resume needs a checkpoint directory")
         self.split = split or datasets.prepare(
             config.dataset, data_dir=data_dir, dtype=config.dtype,
-            val_fraction=config.val_fraction, seed=config.seed, download=download)
+            val_fraction=config.val_fraction, seed=config.seed, download=download,
+            target=config.target, image_size=config.image_size,
+            test_fraction=config.test_fraction)
         self.threads = threads
         self.net, self.optimizer = build(config, self.split.X_train.shape[1],
                                          len(self.split.class_names), threads=threads,
                                          kernels=kernels)
+        self.net.preprocessing = self.split.preprocessing
         self.callbacks = config_callbacks(config, self.optimizer)
         self.average = config.weight_average()
         self.rng = np.random.default_rng(config.seed)  # the shuffling stream
@@ -152,11 +155,16 @@ class Trainer:
         return self.net.evaluate(self.split.X_test, self.split.y_test)
 
     def save(self, path, **metadata):
-        """Save the model (atomically) with the config, history and class names."""
+        """Save the model (atomically) with the config, history, class names, the data set's
+        description and the preprocessing, so that it can be evaluated and used alone."""
+        split = self.split
         meta = {"config": self.config.to_dict(), "dataset": self.config.dataset, **metadata}
+        if split.description is not None:
+            meta.setdefault("data", split.description)
         if getattr(self, "history", None) is not None:
             meta.setdefault("history", self.history.to_dict())
-        modelfile.save(self.net, path, class_names=self.split.class_names, metadata=meta)
+        modelfile.save(self.net, path, class_names=split.class_names, metadata=meta,
+                       preprocessing=split.preprocessing)
 
 
 def train(config, split=None, callbacks=(), **options):

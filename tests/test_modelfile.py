@@ -119,7 +119,7 @@ def test_archive_is_uncompressed_npz(saved):
         assert sorted(z.namelist()) == ["header.npy"] + [f"param_{i}.npy" for i in range(4)]
     # a model without batch normalisation is still written as version 1
     assert fastnn.load_model(path)[1]["format_version"] == 1
-    assert modelfile.FORMAT_VERSION == 2
+    assert modelfile.FORMAT_VERSION == 3
 
 
 def test_saved_files_get_the_usual_permissions(tmp_path):
