@@ -552,11 +552,10 @@ def _stratified(y, fraction, seed, path, names, what):
 def _rows(x, y, index):
     """Rows ``index`` of (x, y): copied from an array, a :class:`Rows` view of a memory map."""
     if isinstance(x, np.memmap | Rows):
-        if isinstance(x, Rows):
-            x, index = x.array, x.index[index]
-        view = Rows(x, index)
-        return view, y[np.argsort(index, kind="stable")] if y is not None else None
-    return x[index], (y[index] if y is not None else None)
+        index = np.sort(index)  # rows in file order; y is in x's row order (x.index is sorted)
+        view = Rows(x.array, x.index[index]) if isinstance(x, Rows) else Rows(x, index)
+        return view, y[index]
+    return x[index], y[index]
 
 
 def _load_keras_npz(path):

@@ -126,7 +126,8 @@ def _mean_std(x):
     mean = total / n
     squares = np.zeros_like(mean)
     for start in range(0, n, CHUNK_ROWS):
-        block = np.asarray(x[start:start + CHUNK_ROWS], dtype=np.float64).reshape(-1, mean.size)
-        block -= mean
+        # a new array: x itself (perhaps a read-only map) is never written
+        block = np.subtract(np.asarray(x[start:start + CHUNK_ROWS]).reshape(-1, mean.size),
+                            mean, dtype=np.float64)
         squares += np.einsum("ij,ij->j", block, block)
     return mean, np.sqrt(squares / n)
