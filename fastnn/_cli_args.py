@@ -182,12 +182,24 @@ def _add_schedule_args(p, d):
 
 def _add_output_args(p, d):
     g = p.add_argument_group("output: model file, checkpoints, logging")
-    g.add_argument("--save", metavar="PATH", default=None, help="save the trained model (.npz)")
+    g.add_argument("--run-dir", metavar="DIR", default=None,
+                   help="the run's folder: config.yaml, metrics.csv, log.txt, model.npz and the "
+                        "checkpoint (default: a new folder under $FASTNN_RUNS or runs/)")
+    g.add_argument("--config", metavar="FILE.yaml", default=None,
+                   help="read settings from this file (a sweep's parameter names); flags "
+                        "given on the command line win")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as YAML (what --config reads) and exit")
+    g.add_argument("--save", metavar="PATH", default=None,
+                   help="also save the trained model here (.npz)")
     g.add_argument("--checkpoint", metavar="DIR", default=None,
-                   help="save network, optimizer and random state after every epoch")
-    g.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --checkpoint DIR (same settings); "
-                        "the result is bit-identical to an uninterrupted run")
+                   help="save the checkpoint here instead of in the run folder")
+    g.add_argument("--resume", nargs="?", const=True, default=False,
+                   metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="continue a run from its last checkpoint with its own settings (flags "
+                        "that differ are an error; -e may ask for more epochs); bare --resume "
+                        "continues from --checkpoint DIR; the result is bit-identical to an "
+                        "uninterrupted run")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("-wp", "--wandb_project", default=None,
                    help="log the run to this Weights & Biases project")
@@ -218,6 +230,7 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network (flags of the course assignment)")
     _add_train_args(train)
+    parser.train_parser = train
 
     ev = sub.add_parser("evaluate", help="test accuracy and confusion matrix of a saved model")
     ev.add_argument("model", help="model file written by fastnn train --save")
@@ -248,6 +261,11 @@ def build_parser():
                     help="write one line per input or row: its name, the predicted class and "
                          "every class's probability")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ex = sub.add_parser("export", help="write a saved model as an ONNX graph (with its "
+                                       "preprocessing), for onnxruntime and other tools")
+    ex.add_argument("model", help="model file written by fastnn train")
+    ex.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
 
     _add_report_command(sub)
 
@@ -326,3 +344,16 @@ def _flag(text):
         return flag("value", text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def explicit_settings(argv):
+    """The training settings given on the ``fastnn train`` command line ``argv`` (defaults
+    left out), by TrainConfig field name."""
+    from .config import TrainConfig
+
+    parser = build_parser()
+    for action in parser.train_parser._actions:
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(argv))
+    return {k: v for k, v in given.items() if k in TrainConfig.__dataclass_fields__}

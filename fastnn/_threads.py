@@ -1,4 +1,4 @@
-"""How many threads fastnn may use (stdlib only)."""
+"""How many threads fastnn may use (the stdlib, and threadpoolctl when asked)."""
 
 import os
 
@@ -15,9 +15,22 @@ def available_cpus():
         return max(1, os.cpu_count() or 1)
 
 
+def blas_limit():
+    """The threads NumPy's BLAS may use now (a ``threadpool_limits`` in force lowers it),
+    or None when threadpoolctl cannot tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return min(counts) if counts else None
+
+
 def resolve(threads=None):
     """The thread budget: ``threads`` if given, else ``$FASTNN_NUM_THREADS``,
-    else the number of available CPUs.
+    else the number of available CPUs, but no more than BLAS is allowed now
+    (inside ``threadpoolctl.threadpool_limits(1)``, as a joblib worker of
+    ``GridSearchCV(n_jobs=2)`` runs, that is 1).
 
     Raises
     ------
@@ -28,7 +41,7 @@ def resolve(threads=None):
     if threads is None:
         env = os.environ.get(ENV_VAR)
         if env is None:
-            return available_cpus()
+            return max(1, min(available_cpus(), blas_limit() or available_cpus()))
         source = ENV_VAR
         try:
             threads = int(env)

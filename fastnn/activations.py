@@ -372,8 +372,12 @@ register(Activation("silu", _silu_forward, _silu_backward,
 ACTIVATIONS = REGISTRY  # the name older code imports
 
 
+# Other names of registered activations (scikit-learn's "logistic", PyTorch's "SiLU" is "swish").
+ALIASES = {"logistic": "sigmoid", "swish": "silu"}
+
+
 def canonical_name(name):
-    """Return the registry key for an activation name (case-insensitive).
+    """Return the registry key for an activation name (case-insensitive; aliases too).
 
     Raises
     ------
@@ -381,6 +385,7 @@ def canonical_name(name):
         If the name is not registered.
     """
     key = str(name).lower()
+    key = ALIASES.get(key, key)
     if key not in REGISTRY:
         raise ConfigError(
             f"activation must be one of {', '.join(REGISTRY)}, got {name!r}"

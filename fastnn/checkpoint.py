@@ -61,6 +61,18 @@ def save(path, net, optimizer, rng, epoch, history, config, stoppers=(), average
         _npz.write(f, arrays)
 
 
+def read_config(path):
+    """The training settings (a dict) a checkpoint was made with; ModelFileError if unreadable."""
+    from .modelfile import read_header
+
+    path = Path(path)
+    with Archive(path, ModelFileError, "fastnn checkpoint") as z:
+        header = read_header(path, z)
+    if header.get("format") != FORMAT or not isinstance(header.get("config"), dict):
+        raise ModelFileError(f"{path}: not a fastnn checkpoint")
+    return header["config"]
+
+
 def load(path, net, optimizer, rng, config, stoppers=(), average=None):
     """Restore a checkpoint into ``net``, ``optimizer``, ``rng`` (and ``average``) in place.
 

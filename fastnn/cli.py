@@ -1,4 +1,4 @@
-"""The fastnn command line: train, evaluate, predict, sweep, report, data.
+"""The fastnn command line: train, evaluate, predict, export, sweep, report, data.
 
 Exit codes: 0 success, 1 error (bad data, bad model file, unwritable
 output), 2 bad command-line usage or settings, 3 training diverged,
@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from ._cli_args import UsageError, build_parser
+from ._cli_args import UsageError, build_parser, explicit_settings
 from .errors import ConfigError, FastnnError, TrainingDivergedError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -70,14 +70,10 @@ def _make_printer(epochs, progress, out):
                 self.bar = None
 
         def on_epoch_end(self, epoch, logs):
+            from .runs import epoch_line
+
             self.close_bar()
-            line = (f"epoch {epoch:>{len(str(epochs))}}/{epochs}  "
-                    f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}")
-            if "val_loss" in logs:
-                line += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
-            if "lr" in logs:
-                line += f"  lr {logs['lr']:.3g}"
-            print(line + f"  ({logs['time']:.1f}s)", file=out, flush=True)
+            print(epoch_line(epoch, epochs, logs), file=out, flush=True)
 
     class ProgressPrinter(EpochPrinter):
         def on_batch_end(self, step, loss):
@@ -93,32 +89,95 @@ def _make_printer(epochs, progress, out):
 
 
 def cmd_train(args, out):
-    from . import modelfile
-    from .config import TrainConfig
+    from . import modelfile, runs
     from .trainer import Trainer
 
-    config = TrainConfig.from_args(args)
+    config, resume_dir = _train_config(args)
+    if args.print_config:
+        print(runs.config_yaml(config), end="", file=out)
+        return 0
     save_path = _check_save_path(args.save) if args.save else None
-    if args.resume and not args.checkpoint:
-        raise ConfigError("--resume needs --checkpoint DIR")
-    if args.checkpoint:
-        _check_save_path(Path(args.checkpoint) / "checkpoint.npz")
+    if args.resume is True and not args.checkpoint:
+        raise ConfigError("--resume needs a run folder (--resume RUN_DIR) or --checkpoint DIR")
+    if args.run_dir and resume_dir is None and (Path(args.run_dir) / runs.CONFIG).exists():
+        raise ConfigError(f"--run-dir {args.run_dir} already holds a run: continue it with "
+                          f"--resume {args.run_dir}, or choose another folder")
+    checkpoint_dir = args.checkpoint or resume_dir
+    if checkpoint_dir:
+        _check_save_path(Path(checkpoint_dir) / runs.CHECKPOINT, "--checkpoint")
     trainer = Trainer(config, data_dir=args.data_dir, download=not args.no_download,
-                      checkpoint=args.checkpoint, resume=args.resume, threads=args.threads,
-                      kernels=args.kernels)
-    net, opt, split = trainer.net, trainer.optimizer, trainer.split
+                      threads=args.threads, kernels=args.kernels)
     if save_path is not None:
         trainer.check_space(save_path, what="--save")
+    # the data is read and the network built: from here on the run leaves its folder
+    run_dir = resume_dir or _new_run_dir(args, config)
+    runs.write_config(run_dir, config)
+    trainer.checkpoint_to(checkpoint_dir or run_dir, resume=bool(args.resume))
+    out = runs.Tee(out, run_dir / runs.LOG)
+    try:
+        return _train_in(run_dir, trainer, args, config, save_path, out, modelfile, runs)
+    finally:
+        out.close()
+
+
+def _train_config(args):
+    """(settings, run folder to resume or None): defaults, then --config, then the flags
+    given; with --resume RUN_DIR the run's stored settings, which given flags must match."""
+    import dataclasses
+
+    from . import runs
+    from .config import TrainConfig
+
+    given = args.given
+    if isinstance(args.resume, str):
+        if args.config:
+            raise ConfigError("--resume takes the run's own settings: drop --config")
+        stored, run_dir = runs.stored_config(args.resume)
+        asked = dataclasses.replace(stored, **given).validated()
+        differ = [f"{k} {getattr(asked, k)!r} (the run: {getattr(stored, k)!r})" for k in given
+                  if k not in ("epochs", "patience") and getattr(asked, k) != getattr(stored, k)]
+        if differ:
+            raise ConfigError(f"--resume {args.resume}: the run was made with other settings: "
+                              f"{'; '.join(differ)}; drop those flags or start a new run")
+        return asked, run_dir
+    values = TrainConfig.from_args(args).to_dict()
+    if args.config:
+        values.update(runs.read_settings(args.config))
+        values.update(given)
+    return TrainConfig.from_dict(values).validated(), None
+
+
+def _new_run_dir(args, config):
+    from . import runs
+
+    if args.run_dir:
+        path = Path(args.run_dir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FastnnError(f"--run-dir {path}: cannot create it ({exc.strerror})") from None
+        return path
+    try:
+        return runs.new_run_dir(config.dataset)
+    except OSError as exc:
+        raise FastnnError(f"cannot create a run folder under {runs.DEFAULT_ROOT} "
+                          f"({exc.strerror}); choose one with --run-dir") from None
+
+
+def _train_in(run_dir, trainer, args, config, save_path, out, modelfile, runs):
+    net, opt, split = trainer.net, trainer.optimizer, trainer.split
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "
-          f"{net!r}, {opt!r}; {net.kernels} kernels", file=out, flush=True)
+          f"{net!r}, {opt!r}; {net.kernels} kernels; run folder {run_dir}", file=out,
+          flush=True)
     if trainer.resumed_from is not None:
         print(f"resuming after epoch {trainer.initial_epoch} from {trainer.resumed_from}",
               file=out, flush=True)
     elif args.resume:
-        print(f"no checkpoint in {args.checkpoint} yet: starting at epoch 1", file=out)
+        print(f"no checkpoint in {args.checkpoint or run_dir} yet: starting at epoch 1",
+              file=out)
     printer = _make_printer(config.epochs, not args.no_progress, out)
-    callbacks = [printer]
+    callbacks = [runs.MetricsLog(run_dir / runs.METRICS, opt, trainer.prior_history), printer]
     wandb_cb = None
     # A W&B agent runs `fastnn train --key=value ...` with WANDB_SWEEP_ID set: log to it.
     if args.wandb_project or args.wandb_entity or os.environ.get("WANDB_SWEEP_ID"):
@@ -138,14 +197,14 @@ def cmd_train(args, out):
                            metadata={"config": config.to_dict(), "interrupted": True})
             print(f"interrupted; partial model saved to {partial} ({save_path} untouched)",
                   file=sys.stderr)
-        else:
-            print("interrupted", file=sys.stderr)
+        print(f"interrupted: continue with fastnn train --resume {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     test_loss, test_acc = trainer.evaluate()
     print(f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}  "
           f"(training {trainer.seconds:.1f}s)", file=out, flush=True)
     if wandb_cb is not None:
         wandb_cb.finish({"test_accuracy": test_acc, "test_loss": test_loss})
+    trainer.save(run_dir / runs.MODEL, test_accuracy=test_acc)
     if save_path is not None:
         trainer.save(save_path, test_accuracy=test_acc)
         print(f"model saved to {save_path}", file=out)
@@ -323,6 +382,18 @@ def cmd_predict(args, out):
     return 0
 
 
+def cmd_export(args, out):
+    from . import modelfile, onnx_export
+
+    net, header = modelfile.load(args.model)
+    path = _check_save_path(args.out, "export")
+    onnx_export.export(net, path, class_names=header.get("class_names"))
+    print(f"{args.model} -> {path} (ONNX opset {onnx_export.OPSET}: input "
+          f"'{onnx_export.INPUT}' of {net.n_features} raw features, output "
+          f"'{onnx_export.OUTPUT}' of {net.n_classes} classes)", file=out)
+    return 0
+
+
 def cmd_report(args, out):
     from . import report
 
@@ -341,7 +412,7 @@ def cmd_report(args, out):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
 
 
 # What other tools call fastnn's commands, for the hint after an unknown one.
@@ -374,6 +445,8 @@ def main(argv=None, out=None):
         if args.command is None:
             parser.print_help(out)
             return EXIT_USAGE
+        if args.command == "train":
+            args.given = explicit_settings(argv)
         return COMMANDS[args.command](args, out)
     except UsageError as exc:
         print(_usage_hint(exc, argv), file=sys.stderr)

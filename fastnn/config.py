@@ -12,6 +12,8 @@ from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
 DATASETS = ("fashion_mnist", "mnist", "digits")  # or a data file or folder
+# Other names of settings, as the W&B sweep files of the course wrote them.
+ALIASES = {"learning_rate": "lr", "epsilon": "eps"}
 
 # name -> rule; numbers are checked by _checks.number, choices by _checks.choice.
 RULES = {

@@ -417,7 +417,7 @@ def _effects_lines(df):
 
 def _confusion_section(results_dir, best_rec, dataset, data_dir, fig_dir, log):
     """Section 5 (the best model's confusion matrix) and the test data set it used."""
-    model_path = results_dir / "models" / f"{best_rec['run_id']}.npz"
+    model_path = sweep.results.model_path(results_dir, best_rec["run_id"])
     if model_path.exists():
         net, _ = modelfile.load(model_path)
         provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."

@@ -93,7 +93,7 @@ class Trainer:
         self.initial_epoch, self.resumed_from, self._prior = 0, None, None
         self._saver = None
         if checkpoint is not None:
-            self._checkpointing(checkpoint, resume)
+            self.checkpoint_to(checkpoint, resume)
 
     @property
     def model_bytes(self):
@@ -109,7 +109,15 @@ class Trainer:
             raise FastnnError(f"{what} {path}: needs about {_size(n_bytes)} but only "
                               f"{_size(free)} are free there")
 
-    def _checkpointing(self, directory, resume):
+    @property
+    def prior_history(self):
+        """The history record (``{"epoch": [...], ...}``) of the epochs restored, or None."""
+        return self._prior
+
+    def checkpoint_to(self, directory, resume=False):
+        """Save a checkpoint in ``directory`` after every epoch; with ``resume``, first restore
+        the one there (if any). What the ``checkpoint``/``resume`` arguments do, for a
+        caller that chooses the directory once the data is read."""
         path = checkpoints.checkpoint_path(directory)
         path.parent.mkdir(parents=True, exist_ok=True)
         # params, the temporary copy, optimizer state, keep-best and averaged weights

@@ -21,6 +21,14 @@ def kernels(request, monkeypatch):
     """Run the test once per kernel set, through $FASTNN_KERNELS (child processes too)."""
     monkeypatch.setenv("FASTNN_KERNELS", request.param)
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _runs_elsewhere(monkeypatch, tmp_path_factory):
+    """`fastnn train` leaves a run folder: each test's go under its own temporary folder."""
+    monkeypatch.setenv("FASTNN_RUNS", str(tmp_path_factory.mktemp("runs")))
+
+
 SHARED_DATA = Path(os.environ.get("FASTNN_TEST_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -93,3 +93,111 @@ def test_same_random_state_same_model(digits):
     a = MLPClassifier(epochs=3, random_state=5).fit(X, y)
     b = MLPClassifier(epochs=3, random_state=5).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+# ---------------------------------------------------------- scikit-learn parity
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fitted_attributes_of_sklearns_mlpclassifier(digits):
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X, y = digits
+    ours = MLPClassifier(hidden_layer_sizes=(16, 8), epochs=4, random_state=0).fit(X, y)
+    theirs = SkMLP(hidden_layer_sizes=(16, 8), max_iter=4, random_state=0).fit(X, y)
+    for name in ("n_iter_", "loss_curve_", "best_loss_", "validation_scores_",
+                 "best_validation_score_", "coefs_", "intercepts_", "n_layers_", "n_outputs_",
+                 "out_activation_", "t_", "loss_"):
+        assert hasattr(ours, name), name
+        assert hasattr(theirs, name), name
+    assert ours.n_iter_ == 4 and len(ours.loss_curve_) == 4 and ours.t_ == 4 * len(X)
+    assert ours.loss_ == ours.loss_curve_[-1] and ours.best_loss_ == min(ours.loss_curve_)
+    assert [c.shape for c in ours.coefs_] == [c.shape for c in theirs.coefs_]
+    assert [b.shape for b in ours.intercepts_] == [b.shape for b in theirs.intercepts_]
+    assert ours.n_layers_ == theirs.n_layers_ == 4 and ours.n_outputs_ == 10
+    assert ours.validation_scores_ is None and ours.best_validation_score_ is None
+    stopped = MLPClassifier(hidden_layer_sizes=(16,), epochs=3, early_stopping=True,
+                            random_state=0).fit(X, y)
+    assert len(stopped.validation_scores_) == 3 and stopped.best_loss_ is None
+    assert stopped.best_validation_score_ == max(stopped.validation_scores_)
+
+
+def test_predict_log_proba_and_logistic(digits):
+    X, y = digits
+    est = MLPClassifier(hidden_layer_sizes=(16,), activation="logistic", epochs=2,
+                        random_state=0).fit(X, y)
+    assert est.network_.activation == "sigmoid"
+    np.testing.assert_allclose(np.exp(est.predict_log_proba(X[:20])), est.predict_proba(X[:20]))
+
+
+def test_warm_start_continues_from_the_fitted_weights(digits):
+    X, y = digits
+    warm = MLPClassifier(hidden_layer_sizes=(16,), epochs=3, warm_start=True, random_state=0)
+    warm.fit(X, y)
+    first = warm.network_.params.flat.copy()
+    network = warm.network_
+    warm.fit(X, y)
+    assert warm.network_ is network  # the same network, trained further
+    assert warm.loss_curve_[0] < 0.9 * MLPClassifier(hidden_layer_sizes=(16,), epochs=3,
+                                                     random_state=0).fit(X, y).loss_curve_[0]
+    assert not np.array_equal(first, warm.network_.params.flat) and warm.t_ == 6 * len(X)
+    cold = MLPClassifier(hidden_layer_sizes=(16,), epochs=3, random_state=0).fit(X, y)
+    net = cold.network_
+    cold.fit(X, y)
+    assert cold.network_ is not net
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"learning_rate": "adaptive"}, "learning_rate must be a number"),
+    ({"epsilon": -1.0}, "epsilon must be > 0"),
+    ({"activation": "softplus"}, "activation must be one of"),
+])
+def test_errors_name_the_estimators_parameter(digits, params, fragment):
+    X, y = digits
+    with pytest.raises(ValueError, match=fragment) as info:
+        MLPClassifier(hidden_layer_sizes=(4,), epochs=1, **params).fit(X, y)
+    assert " lr " not in str(info.value) and " eps " not in str(info.value)
+
+
+def test_fit_keeps_to_a_threadpool_limit(monkeypatch):
+    """Inside threadpool_limits(1) (what a joblib worker of GridSearchCV(n_jobs=2) runs
+    under) the BLAS threads seen during training stay at 1."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import fastnn.train
+
+    seen = []
+    epoch = fastnn.train._Loop.epoch
+
+    def spy(self, *args):
+        seen.append(min(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
+        return epoch(self, *args)
+
+    monkeypatch.setattr(fastnn.train._Loop, "epoch", spy)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((300, 784)), rng.integers(0, 3, 300)
+    est = MLPClassifier(hidden_layer_sizes=(256,), batch_size=256, epochs=1, random_state=0)
+    with threadpool_limits(1, user_api="blas"):
+        est.fit(X, y)
+    assert seen == [1]
+    if fastnn._threads.available_cpus() >= 2:  # the control: unlimited, this net takes two
+        seen.clear()
+        with threadpool_limits(2, user_api="blas"):
+            est.fit(X, y)
+        assert seen == [2]
+
+
+def test_from_model_wraps_a_cli_model(tmp_path, capsys):
+    from test_cli import run
+    from test_user_data import blobs, write_csv
+
+    X, y = blobs()
+    names = np.array(["a", "b", "c"])[y]
+    path = write_csv(tmp_path / "d.csv", X, names)
+    model = tmp_path / "m.npz"
+    assert run(["train", "-d", str(path), "-e", "4", "-nhl", "1", "-sz", "16", "-lr", "0.01",
+                "--no-progress", "--save", str(model)], capsys)[0] == 0
+    est = MLPClassifier.from_model(model)
+    assert list(est.classes_) == ["a", "b", "c"] and est.n_features_in_ == 6
+    assert est.score(X, names) > 0.9  # raw features: the stored standardisation is applied
+    printed = run(["predict", str(model), str(path), "--top", "1"], capsys)[1].splitlines()
+    assert list(est.predict(X)) == [line.split(": ")[1].split()[0] for line in printed]
+    assert len(est.loss_curve_) == 4 and est.n_layers_ == 3

@@ -169,7 +169,7 @@ def test_report_says_where_the_confusion_matrix_model_comes_from(sweep_results, 
     best = sweep.best_run(sweep.read_results(sweep_results))
     kept, gone = tmp_path / "kept", tmp_path / "gone"
     shutil.copytree(sweep_results, kept)
-    shutil.copytree(sweep_results, gone, ignore=shutil.ignore_patterns("models"))
+    shutil.copytree(sweep_results, gone, ignore=shutil.ignore_patterns("model.npz"))
     texts = {}
     for name in ("kept", "gone"):
         out = tmp_path / f"out-{name}"

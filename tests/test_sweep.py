@@ -107,7 +107,14 @@ def test_tiny_sweep_runs_records_and_resumes(tmp_path, capsys):
     for r in records:
         assert len(r["history"]["val_accuracy"]) == 2
         assert 0 <= r["test_accuracy"] <= 1 and r["wall_time"] > 0
-    assert len(list((results / "models").glob("*.npz"))) == 3  # the top 3 are kept
+    assert len(list((results / "runs").glob("*/model.npz"))) == 3  # the top 3 are kept
+    # every run leaves a folder like fastnn train's
+    for r in records:
+        folder = results / "runs" / r["run_id"]
+        assert {p.name for p in folder.iterdir()} >= {"config.yaml", "metrics.csv", "log.txt"}
+        rows = (folder / "metrics.csv").read_text().splitlines()
+        assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"
+        assert len(rows) == 3 and "test accuracy" in (folder / "log.txt").read_text()
     assert "best:" in out
     # progress shows validation scores; the test score only with the final choice
     progress = [line for line in out.splitlines() if line.startswith("[")]

@@ -53,7 +53,8 @@ def test_dask_sweep_survives_a_killed_worker_and_records_every_run_once(tmp_path
     lines = (tmp_path / "r" / sweep.RESULTS_FILE).read_text().splitlines()
     assert len(lines) == 6 and all(json.loads(x)["status"] == "finished" for x in lines)
     best = sweep.best_run(records)
-    assert (tmp_path / "r" / "models" / f"{best['run_id']}.npz").is_file()  # sent back
+    assert (tmp_path / "r" / "runs" / best["run_id"] / "model.npz").is_file()  # sent back
+    assert (tmp_path / "r" / "runs" / best["run_id"] / "metrics.csv").is_file()
 
 
 def test_bayes_and_resume_on_dask(tmp_path, cluster):

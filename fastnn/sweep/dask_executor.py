@@ -17,12 +17,13 @@ network, or use ``tls://`` addresses, which take Dask's own security
 configuration (``distributed.comm.tls.*`` in the Dask config).
 """
 
-import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
 from .._atomic import atomic_write_bytes
+from .results import run_folder
 from .spec import SweepError
 
 INSTALL_HINT = 'pip install "fastnn[dask]"'
@@ -81,7 +82,7 @@ class DaskPool:
 
     def __init__(self, client, worker_args, results_dir):
         self.client, self.worker_args = client, worker_args
-        self.models = Path(results_dir) / "models"
+        self.results_dir = results_dir
         self.futures = set()
 
     def submit(self, task, done):
@@ -99,15 +100,16 @@ class DaskPool:
     def _record(self, future, task):
         self.futures.discard(future)
         try:
-            record, model = future.result()
+            record, files = future.result()
         except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the run is recorded failed
             index, rid, values, seed, extra = task
             return {"run_id": rid, "index": index, "config": values, "seed": seed,
                     "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                     "wall_time": 0.0, **extra}
-        if model is not None:
-            self.models.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.models / f"{record['run_id']}.npz", model)
+        folder = run_folder(self.results_dir, record["run_id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            atomic_write_bytes(folder / name, data)
         return record
 
     def shutdown(self, kill=False):
@@ -123,7 +125,7 @@ _STATE = {}
 
 
 def _dask_run(task, worker_args):
-    """Run one task on a Dask worker; return (record, model bytes or None)."""
+    """Run one task on a Dask worker; return (record, {file name: bytes} of its run folder)."""
     from .. import datasets
     from . import local
 
@@ -137,9 +139,10 @@ def _dask_run(task, worker_args):
         _STATE.update(split=split, threads=1, data=dataset, wandb=wandb,
                       results_dir=scratch, kernels=kernels, early=None, dask_key=key)
     record = local._run_one(task, _STATE)
-    path = Path(_STATE["results_dir"]) / "models" / f"{record['run_id']}.npz"
-    model = None
-    if path.exists():
-        model = path.read_bytes()
-        os.unlink(path)
-    return record, model
+    folder = run_folder(_STATE["results_dir"], record["run_id"])
+    files = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            files[path.name] = path.read_bytes()
+        shutil.rmtree(folder, ignore_errors=True)
+    return record, files

@@ -33,6 +33,7 @@ from .results import (
     _json_default,
     _keep_top_models,
     read_results,
+    run_folder,
     run_id,
 )
 from .spec import SweepError
@@ -92,8 +93,8 @@ def _run_one(task, worker=None):
     kernels, W&B options, where models go); default: this worker process's
     state, set by :func:`_init_worker`.
     """
-    from .. import modelfile
-    from ..trainer import train
+    from .. import runs
+    from ..trainer import Trainer
 
     worker = _WORKER if worker is None else worker
     index, rid, values, seed, extra = task
@@ -101,10 +102,14 @@ def _run_one(task, worker=None):
     record = {"run_id": rid, "index": index, "config": values, "seed": seed,
               "status": "failed", "pid": os.getpid(), "started": time.time(), **extra}
     start = time.perf_counter()
-    wandb_run = None
+    wandb_run = files = None
+    folder = run_folder(worker["results_dir"], rid)
     try:
         config = dataclasses.replace(TrainConfig(**values), seed=seed).validated()
-        callbacks = []
+        trainer = Trainer(config, split, threads=worker["threads"], kernels=worker.get("kernels"))
+        files = runs.RunFiles(folder, config, trainer.optimizer,
+                              f"sweep run {rid}: {trainer.net!r}, {trainer.optimizer!r}")
+        callbacks = [files]
         if worker["wandb"]:
             from ..wandb_log import WandbCallback, run_name
 
@@ -117,8 +122,7 @@ def _run_one(task, worker=None):
         if worker.get("early") is not None:
             reporter = _Reporter(index, worker["early"])
             callbacks.append(reporter)
-        trainer = train(config, split, callbacks, threads=worker["threads"],
-                        kernels=worker.get("kernels"))
+        trainer.fit(callbacks)
         net, history = trainer.net, trainer.history
         test_loss, test_acc = net.evaluate(split.X_test, split.y_test)
         # the network trained (with keep_best or early stopping, the weights of
@@ -130,18 +134,19 @@ def _run_one(task, worker=None):
                       val_accuracy=val_acc, val_loss=val_loss,
                       accuracy=history["accuracy"][-1], loss=history["loss"][-1],
                       test_accuracy=test_acc, test_loss=test_loss)
+        files.log(f"stopped early by hyperband after epoch {history.epoch[-1]}" if stopped
+                  else f"test accuracy {test_acc:.4f}  test loss {test_loss:.4f}")
         if not stopped:  # a stopped run is never among the best: no model kept
-            model_dir = Path(worker["results_dir"]) / "models"
-            model_dir.mkdir(exist_ok=True)
-            modelfile.save(net, model_dir / f"{rid}.npz", class_names=split.class_names,
-                           metadata={"config": config.to_dict(), "run_id": rid,
-                                     "test_accuracy": test_acc})
+            trainer.save(folder / runs.MODEL, run_id=rid, test_accuracy=test_acc)
         if wandb_run is not None:
             wandb_run.finish({"test_accuracy": test_acc, "val_accuracy": record["val_accuracy"]})
     except Exception as exc:  # noqa: BLE001 - any failure is recorded; the sweep goes on
         record.update(status="diverged" if isinstance(exc, TrainingDivergedError)
                       else "failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=3))
+        if files is not None:
+            with contextlib.suppress(OSError):
+                files.log(f"{record['status']}: {record['error']}")
         if wandb_run is not None:
             with contextlib.suppress(Exception):
                 wandb_run.finish({"status": record["status"]})

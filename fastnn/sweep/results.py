@@ -1,7 +1,10 @@
 """The results log of a sweep: one JSON line per run, written by one process only.
 
 ``RESULTS_DIR/results.jsonl`` holds every run record; ``sweep.json`` marks
-which sweep the directory belongs to; ``models/`` keeps the best few models.
+which sweep the directory belongs to; ``runs/RUN_ID/`` is each run's folder,
+as ``fastnn train`` leaves one (:mod:`fastnn.runs`: config.yaml, metrics.csv,
+log.txt), with ``model.npz`` kept for the best few runs. (Sweeps written
+before run folders existed kept those models in ``models/RUN_ID.npz``.)
 """
 
 import contextlib
@@ -18,6 +21,21 @@ from .. import _atomic
 from .spec import SweepError
 
 RESULTS_FILE = "results.jsonl"
+RUNS_DIR = "runs"
+
+
+def run_folder(results_dir, run_id):
+    """The folder of run ``run_id`` of the sweep in ``results_dir``."""
+    return Path(results_dir) / RUNS_DIR / run_id
+
+
+def model_path(results_dir, run_id):
+    """Where the model of run ``run_id`` is (or would be) kept."""
+    from ..runs import MODEL
+
+    path = run_folder(results_dir, run_id) / MODEL
+    legacy = Path(results_dir) / "models" / f"{run_id}.npz"
+    return legacy if legacy.exists() and not path.exists() else path
 SPEC_FILE = "sweep.json"
 TOP_MODELS = 3
 
@@ -120,10 +138,14 @@ def _keep_top_models(results_dir, records, spec):
     finished.sort(key=lambda r: _objective(r, spec.metric, spec.goal), reverse=True)
     keep = {r["run_id"] for r in finished[:TOP_MODELS]}
     recorded = {r["run_id"] for r in records}
-    for path in (Path(results_dir) / "models").glob("*.npz"):
+    from ..runs import MODEL
+
+    kept = [(p.parent.name, p) for p in (Path(results_dir) / RUNS_DIR).glob(f"*/{MODEL}")]
+    kept += [(p.stem, p) for p in (Path(results_dir) / "models").glob("*.npz")]
+    for rid, path in kept:
         # NOTE: a model whose record has not arrived yet belongs to a run
         # another worker just finished: leave it until its record is in.
-        if path.stem in recorded and path.stem not in keep:
+        if rid in recorded and rid not in keep:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import ALIASES, TrainConfig
 from ..errors import ConfigError, FastnnError
 
 METHODS = ("grid", "random", "bayes")
 TOP_LEVEL_KEYS = {"method", "metric", "parameters", "run_cap", "name", "description",
                   "program", "command", "project", "entity", "early_terminate"}
-ALIASES = {"learning_rate": "lr", "epsilon": "eps"}
 # Every distribution of the W&B sweep format, as W&B defines them:
 BOUNDED = ("uniform", "int_uniform", "q_uniform", "log_uniform", "log_uniform_values",
            "q_log_uniform", "q_log_uniform_values", "inv_log_uniform", "inv_log_uniform_values")

@@ -1,9 +1,8 @@
 """Sweeps on the Weights & Biases server, and logging the best run there."""
 
 import sys
-from pathlib import Path
 
-from .results import best_run
+from .results import best_run, model_path
 from .spec import SweepError
 
 
@@ -13,12 +12,12 @@ def log_best_to_wandb(results_dir, records, spec, wandb_opts, data_dir=None):
     from ..wandb_log import WandbCallback
 
     best = best_run(records, spec.metric, spec.goal)
-    path = Path(results_dir) / "models" / f"{best['run_id']}.npz" if best else None
+    path = model_path(results_dir, best["run_id"]) if best else None
     if path is None or not path.exists():
         return None
     net, _ = modelfile.load(path)
     ds = datasets.load(best["config"]["dataset"], data_dir=data_dir)
-    pred = net.predict(datasets.preprocess(ds.x_test, net.dtype.name))
+    pred = net.predict(net.preprocessing.apply(ds.x_test, net.dtype))
     run = WandbCallback(wandb_opts["project"], wandb_opts.get("entity"), config=best["config"],
                         name=f"best-{best['run_id']}", group=wandb_opts.get("group"))
     run.log_confusion_matrix(ds.y_test, pred, ds.class_names)
