@@ -483,7 +483,10 @@ def _load_file(path, target, image_size, test_fraction, seed):
         x_train, x_test, part = raw.x, raw.x_test, "file"
     else:
         train, test = _stratified(y, test_fraction, seed, path, names, "test")
-        (x_train, y), (x_test, y_test) = _rows(raw.x, y, train), _rows(raw.x, y, test)
+        if isinstance(raw.x, np.memmap):
+            (x_train, y), (x_test, y_test) = _rows(raw.x, y, train), _rows(raw.x, y, test)
+        else:  # the arrays were read for us: no copy of the training rows
+            x_train, y, x_test, y_test = _hold_out(raw.x, y, test)
         part = f"held out {test_fraction:.0%}, seed {seed}"
     return Dataset(str(path), x_train, y, x_test, y_test, names, raw.source, raw.kind,
                    tuple(raw.feature_names) if raw.feature_names else None, raw.target, part,
@@ -547,6 +550,20 @@ def _stratified(y, fraction, seed, path, names, what):
     except ValueError as exc:
         raise DataError(f"{path}: cannot hold out {fraction:.0%} as the {what} part ({exc})"
                         ) from None
+
+
+def _hold_out(x, y, test, chunk=8192):
+    """(x_train, y_train, x_test, y_test): rows ``test`` copied out, the others moved up
+    in place (in file order), so that holding out a part costs no copy of the rest."""
+    test = np.sort(test)
+    keep = np.ones(y.shape[0], dtype=bool)
+    keep[test] = False
+    train = np.flatnonzero(keep)
+    x_test, y_test = x[test], y[test]
+    for start in range(0, train.shape[0], chunk):
+        rows = train[start:start + chunk]  # rows >= their new places: nothing read is lost
+        x[start:start + rows.shape[0]] = x[rows]
+    return x[:train.shape[0]], y[train], x_test, y_test
 
 
 def _rows(x, y, index):
