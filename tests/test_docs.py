@@ -56,3 +56,22 @@ def test_the_docs_link_only_to_files_that_exist(page):
 
 def test_the_readme_stays_short():
     assert len((REPO / "README.md").read_text().splitlines()) <= 200
+
+
+def test_the_readmes_own_data_quick_start_runs(tmp_path):
+    """The README's CSV -> train -> predict -> ONNX -> onnxruntime block, as written."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    text = (REPO / "README.md").read_text()
+    block = text.split("**Your own data**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "input,prediction,0,1,2" and len(rows) == 179
+    probabilities = [float(v) for v in proc.stdout.split("[[", 1)[1].split("]")[0].split()]
+    assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 1e-5
