@@ -269,9 +269,11 @@ def build_parser():
 
     _add_report_command(sub)
 
-    data = sub.add_parser("data", help="find (or download) a data set and say where it is")
+    data = sub.add_parser("data", help="find (or download) a data set, or read yours, and "
+                                       "describe it")
     data.add_argument("dataset", nargs="?", default="fashion_mnist",
-                      help="fashion_mnist, mnist or digits")
+                      help="fashion_mnist, mnist or digits, or a data file or folder (it is "
+                           "read and described)")
     data.add_argument("--data-dir", default=None, help="directory with the IDX files")
     data.add_argument("--no-download", action="store_true",
                       help="fail instead of downloading missing data")

@@ -277,7 +277,10 @@ def cmd_data(args, out):
     from . import datasets
 
     ds = datasets.load(args.dataset, data_dir=args.data_dir, download=not args.no_download)
-    print(f"{ds.name}: {len(ds.x_train)} train and {len(ds.x_test)} test images "
+    what = "images" if ds.kind == "images" else "rows"
+    test = "" if ds.test_part == "file" else f" ({ds.test_part})"
+    print(f"{ds.name}: {len(ds.x_train)} train and {len(ds.x_test)} test {what}{test}, "
+          f"{len(ds.class_names)} classes, {math.prod(ds.x_train.shape[1:])} features, "
           f"from {ds.source}", file=out)
     return 0
 

@@ -314,3 +314,27 @@ def test_csv_reader_matches_numpy_on_a_larger_file(tmp_path):
     raw = readers.read(path)
     np.testing.assert_array_equal(raw.x, X.astype(np.float32))
     np.testing.assert_array_equal(raw.labels.astype(int), y)
+
+
+def test_a_sweep_over_a_csv_reads_it_as_train_does(iris_like, tmp_path, capsys):
+    import json
+
+    path, _, _ = iris_like
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"method: grid\nmetric: {{name: val_accuracy, goal: maximize}}\n"
+                    f"parameters:\n  dataset: {{value: {path}}}\n  target: {{value: species}}\n"
+                    "  test_fraction: {value: 0.2}\n  epochs: {value: 2}\n"
+                    "  hidden_size: {values: [8, 16]}\n  num_layers: {value: 1}\n")
+    rc, out, err = run(["sweep", str(spec), "--results", str(tmp_path / "r"), "--workers", "1"],
+                       capsys)
+    assert rc == 0, err + out
+    records = [json.loads(line) for line in (tmp_path / "r" / "results.jsonl").open()]
+    assert [r["status"] for r in records] == ["finished", "finished"]
+    assert {r["n_train"] for r in records} == {216}  # 20% held out, then 10% for validation
+    best = json.loads(out.split("config ", 1)[1].splitlines()[0])
+    model = tmp_path / "r" / "runs" / records[0]["run_id"] / "model.npz"
+    if model.exists():
+        net, header = fastnn.load_model(model)
+        assert header["class_names"] == ["setosa", "versicolor", "virginica"]
+        assert net.preprocessing.kind == "standardize"
+    assert best["target"] == "species"

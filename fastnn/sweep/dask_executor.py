@@ -129,12 +129,13 @@ def _dask_run(task, worker_args):
     from .. import datasets
     from . import local
 
-    dataset, data_dir, dtype, val_fraction, seed, kernels, wandb = worker_args
-    key = (dataset, data_dir, dtype, val_fraction, seed)
+    dataset, data_dir, dtype, val_fraction, seed, kernels, wandb, reading = worker_args
+    key = (dataset, data_dir, dtype, val_fraction, seed, tuple(sorted(reading.items())))
     if _STATE.get("dask_key") != key:  # load the data once per worker process
         split = datasets.prepare(dataset, data_dir=data_dir if data_dir and
                                  Path(data_dir).exists() else None, dtype=dtype,
-                                 val_fraction=val_fraction, seed=seed, download=False)
+                                 val_fraction=val_fraction, seed=seed, download=False,
+                                 **reading)
         scratch = tempfile.mkdtemp(prefix="fastnn-dask-")
         _STATE.update(split=split, threads=1, data=dataset, wandb=wandb,
                       results_dir=scratch, kernels=kernels, early=None, dask_key=key)

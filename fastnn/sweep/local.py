@@ -201,6 +201,10 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     dtypes = {_one_value(spec, "dtype", "a sweep runs in one dtype")} - {None}
     val_fraction = _one_value(spec, "val_fraction", "every run of a sweep validates on the "
                                                     "same split") or val_fraction
+    # how a data file is read, the same for every run
+    reading = {name: value for name in ("target", "test_fraction", "image_size")
+               if (value := _one_value(spec, name, "every run of a sweep reads the data "
+                                                   "the same way")) is not None}
     n_cpus = _threads.available_cpus()
     client = None
     if scheduler is not None:
@@ -214,8 +218,8 @@ def run_sweep(spec, results_dir, *, dataset=None, data_dir=None, workers=None, s
     workers = workers or n_cpus
     try:
         search = searches.make(spec, seed, workers)  # checks what the search needs, first
-        return _run(spec, search, results_dir, client, dataset, data_dir, workers, seed,
-                    val_fraction, wandb, on_result, kernels, retry_failed, n_cpus, dtypes)
+        return _run(spec, search, results_dir, client, (dataset, reading), data_dir, workers,
+                    seed, val_fraction, wandb, on_result, kernels, retry_failed, n_cpus, dtypes)
     finally:
         if client is not None:
             client.close()
@@ -231,10 +235,11 @@ def _one_value(spec, name, why):
     return None
 
 
-def _run(spec, search, results_dir, client, dataset, data_dir, workers, seed, val_fraction,
+def _run(spec, search, results_dir, client, data, data_dir, workers, seed, val_fraction,
          wandb, on_result, kernels, retry_failed, n_cpus, dtypes):
     from .. import datasets
 
+    dataset, reading = data
     results_dir = _check_results_dir(results_dir, spec, seed, dataset)
     records = read_results(results_dir)
     recorded = {r["index"]: r for r in records if "index" in r
@@ -249,11 +254,11 @@ def _run(spec, search, results_dir, client, dataset, data_dir, workers, seed, va
         from .dask_executor import DaskPool
 
         pool = DaskPool(client, (dataset, None if data_dir is None else str(data_dir), dtype,
-                                 val_fraction, seed, kernels, wandb), results_dir)
+                                 val_fraction, seed, kernels, wandb, reading), results_dir)
         return _record_all(pool, spec, search, recorded, records, results_dir, workers, dataset,
                            seed, on_result)
     split = datasets.prepare(dataset, data_dir=data_dir, dtype=dtype,
-                             val_fraction=val_fraction, seed=seed)
+                             val_fraction=val_fraction, seed=seed, **reading)
     workers = min(workers, search.total - len(recorded))
     threads = max(1, n_cpus // workers)
 
