@@ -8,15 +8,18 @@ from .errors import ConfigError
 
 DESCRIPTION = ("fastnn trains fully-connected neural networks (hand-written forward and "
                "backward passes,\nNumPy/BLAS with fused numba kernels) on Fashion-MNIST, "
-               "MNIST and scikit-learn's digits.")
+               "MNIST, scikit-learn's digits\nor your own CSV, .npz, .npy or image folder.")
 EPILOG = """examples:
   fastnn train -e 10 -nhl 3 -sz 256 -o adam -lr 1e-3 --save model.npz
                                          train a network (the course assignment's flags)
+  fastnn train -d my.csv --target species
+                                         train on your own data (a run folder under runs/)
   fastnn evaluate model.npz              test accuracy and loss of a saved model
-  fastnn predict model.npz shirt.png     classify PNG/JPEG images with a saved model
+  fastnn predict model.npz shirt.png     classify images (or CSV/.npy rows) with a saved model
+  fastnn export model.npz model.onnx     the model (with its preprocessing) as ONNX
   fastnn sweep sweeps/fashion_mnist.yaml run a W&B-format hyperparameter sweep locally
   fastnn report results/fashion_mnist    tables and figures of a sweep, in its results folder
-  fastnn data fashion_mnist              find or download a data set
+  fastnn data fashion_mnist              find or download a data set, or describe yours
 
 exit codes: 0 success, 1 error (data, model file, output), 2 bad usage or settings,
 3 training diverged, 130 interrupted (Ctrl-C, SIGTERM), 141 output pipe closed.

@@ -372,8 +372,8 @@ register(Activation("silu", _silu_forward, _silu_backward,
 ACTIVATIONS = REGISTRY  # the name older code imports
 
 
-# Other names of registered activations (scikit-learn's "logistic", PyTorch's "SiLU" is "swish").
-ALIASES = {"logistic": "sigmoid", "swish": "silu"}
+# Other names of registered activations: scikit-learn calls sigmoid "logistic".
+ALIASES = {"logistic": "sigmoid"}
 
 
 def canonical_name(name):

@@ -37,9 +37,9 @@ def test_engine_modules_import_only_numpy_and_the_standard_library():
             else:
                 continue
             # lazily: numba (see below); threadpoolctl only tells where NumPy's BLAS is
-            # GELU's NumPy reference: scipy's erf (scipy comes with scikit-learn)
+            # and how many threads it may use; GELU's NumPy reference: scipy's erf
             extra = {"_jit": {"numba", "llvmlite"}, "_blas": {"threadpoolctl"},
-                     "activations": {"scipy"}}.get(name, set())
+                     "_threads": {"threadpoolctl"}, "activations": {"scipy"}}.get(name, set())
             assert set(roots) <= allowed | extra, f"{name}.py imports {roots}"
 
 

@@ -56,6 +56,7 @@ def test_activation_forward_backward_match_reference(name, dtype):
 
 def test_activation_names_are_case_insensitive_and_checked():
     assert activations.canonical_name("ReLU") == "relu"
+    assert activations.canonical_name("logistic") == "sigmoid"  # scikit-learn's name
     with pytest.raises(ValueError, match="activation must be one of"):
         activations.get("swish")
 
