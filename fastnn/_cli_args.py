@@ -19,6 +19,7 @@ EPILOG = """examples:
   fastnn export model.npz model.onnx     the model (with its preprocessing) as ONNX
   fastnn sweep sweeps/fashion_mnist.yaml run a W&B-format hyperparameter sweep locally
   fastnn report results/fashion_mnist    tables and figures of a sweep, in its results folder
+  fastnn dashboard results/fashion_mnist an interactive page of the sweep (one HTML file)
   fastnn data fashion_mnist              find or download a data set, or describe yours
 
 exit codes: 0 success, 1 error (data, model file, output), 2 bad usage or settings,
@@ -271,6 +272,19 @@ def build_parser():
     ex.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
 
     _add_report_command(sub)
+
+    db = sub.add_parser("dashboard", help="one self-contained HTML page to explore sweeps and "
+                                          "runs (parallel coordinates, importance, curves)")
+    db.add_argument("paths", nargs="+", metavar="PATH",
+                    help="sweep results folders, fastnn train run folders (or a folder of "
+                         "them) or model files")
+    db.add_argument("--out", metavar="FILE.html", default=None,
+                    help="the page to write (default: dashboard.html in the one folder given)")
+    db.add_argument("--watch", action="store_true",
+                    help="rewrite the page as a running sweep records runs, until it is "
+                         "complete; the open page reloads itself")
+    db.add_argument("--data-dir", default=None,
+                    help="where the best model's test data is (for its confusion matrix)")
 
     data = sub.add_parser("data", help="find (or download) a data set, or read yours, and "
                                        "describe it")

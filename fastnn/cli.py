@@ -1,4 +1,4 @@
-"""The fastnn command line: train, evaluate, predict, export, sweep, report, data.
+"""The fastnn command line: train, evaluate, predict, export, sweep, report, dashboard, data.
 
 Exit codes: 0 success, 1 error (bad data, bad model file, unwritable
 output), 2 bad command-line usage or settings, 3 training diverged,
@@ -397,6 +397,31 @@ def cmd_export(args, out):
     return 0
 
 
+def cmd_dashboard(args, out):
+    from . import dashboard
+
+    target = Path(args.out) if args.out else Path(args.paths[0].rstrip("/") + ".html") \
+        if len(args.paths) == 1 else Path("dashboard.html")
+    if Path(args.paths[0]).is_dir() and not args.out and len(args.paths) == 1:
+        target = Path(args.paths[0]) / "dashboard.html"
+    target = _check_save_path(target, "--out")
+    if args.watch:
+        print(f"watching {', '.join(args.paths)}: {target} is rewritten as results arrive "
+              "(Ctrl-C to stop)", file=out, flush=True)
+        try:
+            data = dashboard.watch(args.paths, target, data_dir=args.data_dir,
+                                   log=lambda line: print(line, file=out, flush=True))
+        except KeyboardInterrupt:
+            print(f"stopped watching; {target} holds the last state", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    else:
+        data = dashboard.write(args.paths, target, data_dir=args.data_dir)
+    size = target.stat().st_size / 2**20
+    print(f"dashboard of {len(data['runs'])} runs written to {target} ({size:.1f} MiB; open "
+          "it in a browser, no server needed)", file=out)
+    return 0
+
+
 def cmd_report(args, out):
     from . import report
 
@@ -415,7 +440,8 @@ def cmd_report(args, out):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "data": cmd_data}
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report,
+            "dashboard": cmd_dashboard, "data": cmd_data}
 
 
 # What other tools call fastnn's commands, for the hint after an unknown one.

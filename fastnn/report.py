@@ -357,14 +357,11 @@ def _header_lines(results_dir, records, df, dataset, spec_info):
 
 def _read_sweep(results_dir):
     """(records, sweep.json, metric, goal, finished-runs frame, data set) of a results dir."""
-    records = sweep.read_results(results_dir)
+    read = sweep.results.Sweep(results_dir)  # the dashboard reads it the same way
+    records, metric, goal = read.records, read.metric, read.goal
     if not records:
         raise FastnnError(f"{results_dir}: no results.jsonl with runs in it")
-    spec_info = json.loads((results_dir / sweep.SPEC_FILE).read_text()) \
-        if (results_dir / sweep.SPEC_FILE).exists() else {}
-    metric_spec = (spec_info.get("spec") or {}).get("metric") or {}
-    metric = metric_spec.get("name", "val_accuracy")
-    goal = metric_spec.get("goal", "maximize")
+    spec_info = read.info
     df = runs_frame(records, metric)
     if not len(df):
         raise FastnnError(f"{results_dir}: no finished runs to report on")

@@ -150,6 +150,37 @@ def _keep_top_models(results_dir, records, spec):
                 path.unlink()
 
 
+class Sweep:
+    """One reading of a sweep's results folder, shared by ``fastnn report`` and the dashboard
+    (so both name the same best run).
+
+    Attributes
+    ----------
+    path : Path
+    records : list of dict
+        :func:`read_results`.
+    info : dict
+        ``sweep.json`` (empty if absent); ``spec`` its sweep file as run.
+    seed : int or None
+    metric, goal : str
+        The sweep's metric and goal (default ``val_accuracy``, maximise).
+    best : dict or None
+        :func:`best_run` by that metric.
+    """
+
+    def __init__(self, results_dir):
+        self.path = Path(results_dir)
+        self.records = read_results(self.path)
+        marker = self.path / SPEC_FILE
+        self.info = info = json.loads(marker.read_text()) if marker.exists() else {}
+        self.spec = info.get("spec") or {}
+        self.seed = info.get("seed")
+        metric = self.spec.get("metric") or {}
+        self.metric = metric.get("name", "val_accuracy")
+        self.goal = metric.get("goal", "maximize")
+        self.best = best_run(self.records, self.metric, self.goal)
+
+
 def best_run(records, metric="val_accuracy", goal="maximize"):
     """The finished record with the best metric, or None."""
     finished = [r for r in records if r.get("status") == "finished"]
