@@ -46,7 +46,7 @@ def test_reads_a_sweep_as_the_report_does(tiny_sweep):
     data = dashboard.build(dashboard.collect([tiny_sweep]))
     assert len(data["runs"]) == 8 and {r["status"] for r in data["runs"]} == {"finished"}
     assert data["best"] == Sweep(tiny_sweep).best["run_id"]
-    records, _, metric, goal, df, _ = _read_sweep(tiny_sweep)
+    _, _, _, _, df, _ = _read_sweep(tiny_sweep)
     best = df.sort_values("metric", ascending=False).iloc[0]["run_id"]
     assert data["best"] == best  # `fastnn report` names the same run
     assert [p["name"] for p in data["params"]] == ["hidden_size", "lr", "optimizer"]
@@ -160,14 +160,17 @@ def browser():
     driver.quit()
 
 
-def _expected_in_range(data, dim, low, high):
-    p = data["params"][dim]
+def _expected_in_range(browser, data, axis, low, high):
+    """The runs whose place on ``axis`` (0-1: categories evenly spaced) is in [low, high]."""
+    p = data["params"][axis]
+    assert p["kind"] == "cat"
     keep = []
     for r in data["runs"]:
         v = r["config"].get(p["name"])
-        v = v.lower() if isinstance(v, str) else v
-        x = p["values"].index(v) if p["kind"] == "cat" else (math.log10(v) if p["log"] else v)
-        if low <= x <= high:
+        place = p["values"].index(v.lower() if isinstance(v, str) else v) / (len(p["values"]) - 1)
+        assert place == browser.execute_script(
+            "return window.fastnnDashboard.axisValue(arguments[0], arguments[1])", axis, r["id"])
+        if low <= place <= high:
             keep.append(r["id"])
     return sorted(keep)
 
@@ -179,13 +182,13 @@ def test_the_page_in_chromium(tiny_sweep, tmp_path, browser):
     assert errors(browser) == []
     rows = browser.execute_script("return document.querySelectorAll('#runs tbody tr').length")
     assert rows == 8
-    # brush the hidden_size axis with the mouse, from its bottom (width 8) up a little:
+    # brush the hidden_size axis with the mouse, from below its bottom (width 8) up a third:
     # exactly the runs inside the brushed range remain
-    _drag_axis(browser, 0, 40)
-    low, high = browser.execute_script(
-        "return document.getElementById('coords').data[0].dimensions[0].constraintrange")
+    _drag_box(browser, 0, -0.04, 0.33)
+    (low, high), = browser.execute_script("return window.fastnnDashboard.brushes()").values()
     shown = browser.execute_script("return window.fastnnDashboard.visibleIds()")
-    assert sorted(shown) == _expected_in_range(data, 0, low, high) and len(shown) == 4
+    assert sorted(shown) == _expected_in_range(browser, data, 0, low, high)
+    assert len(shown) == 4
     assert browser.execute_script(
         "return document.querySelectorAll('#runs tbody tr').length") == 4
     # pick a run in the table: its curves are drawn next to the best run's
@@ -205,19 +208,21 @@ def test_the_page_in_chromium(tiny_sweep, tmp_path, browser):
     assert errors(browser) == []
 
 
-def _drag_axis(browser, axis, pixels):
-    """Drag along parallel-coordinates axis ``axis`` from its bottom up by ``pixels``."""
+def _drag_box(browser, axis, low, high):
+    """Drag a select box with the mouse over axis ``axis`` from height ``low`` to ``high``
+    (the axis's 0-1 units), as a user brushes it."""
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
 
-    brush = browser.find_elements(By.CSS_SELECTOR, "#coords .axis-brush")[axis]
-    x, y, w, h = browser.execute_script(
-        "const r = arguments[0].getBoundingClientRect(); return [r.x, r.y, r.width, r.height]",
-        brush)
-    (ActionChains(browser).move_by_offset(x + w / 2, y + h - 2).click_and_hold()
-     .move_by_offset(0, -pixels).release().perform())
-    ActionChains(browser).move_by_offset(-(x + w / 2), -(y + h - 2 - pixels)).perform()
-    time.sleep(0.3)
+    x, y0, y1 = browser.execute_script(
+        "const gd = document.getElementById('coords'), xa = gd._fullLayout.xaxis, "
+        "ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();"
+        "return [box.x + xa._offset + xa.l2p(arguments[0]), "
+        "box.y + ya._offset + ya.l2p(arguments[1]), box.y + ya._offset + ya.l2p(arguments[2])]",
+        axis, low, high)
+    actions = ActionChains(browser)
+    actions.move_by_offset(x - 15, y0).click_and_hold().move_by_offset(30, y1 - y0).release()
+    actions.move_by_offset(-(x + 15), -y1).perform()  # back to the corner
+    time.sleep(0.5)
 
 
 def _distinct_colours(png):

@@ -23,77 +23,131 @@
     return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(2) : v.toFixed(digits || 4);
   };
 
-  // ------------------------------------------------------------ axes of the settings
-  function axisValue(p, run) {
+  // ------------------------------------------------- parallel coordinates (plotly SVG)
+  // Each axis maps its setting to [0, 1]: categories evenly (in order), numbers linearly or,
+  // for log axes, by log10. Lines are drawn in a few traces binned by the metric's colour
+  // (SVG: quick to draw where WebGL is software-rendered); a box dragged over an axis
+  // (select mode) keeps the runs whose value lies in its height on that axis.
+  const AXES = D.params.map((p) => ({p: p, label: p.name + (p.log ? " (log)" : "")}));
+  AXES.push({p: {name: D.metric, kind: "metric"}, label: D.metric});
+  const BINS = 8;
+  const COLOURS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d",
+                   "#a0da39", "#fde725"];
+
+  function raw(axis, run) {
+    const p = axis.p;
+    if (p.kind === "metric") return run.metric === null ? NaN : run.metric;
     const v = norm(run.config[p.name]);
     if (v === null || v === undefined) return NaN;
-    if (p.kind === "cat") {
-      const i = p.values.indexOf(v);
-      return i < 0 ? NaN : i;
-    }
+    if (p.kind === "cat") { const i = p.values.indexOf(v); return i < 0 ? NaN : i; }
     return p.log ? Math.log10(v) : v;
   }
 
-  function logTicks(lo, hi) {
-    const vals = [];
-    for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) vals.push(e);
-    return {tickvals: vals, ticktext: vals.map((e) => fmt(Math.pow(10, e)))};
-  }
+  AXES.forEach((axis) => {
+    const values = runs.map((r) => raw(axis, r)).filter(Number.isFinite);
+    if (axis.p.kind === "cat") {
+      axis.lo = 0; axis.hi = Math.max(1, axis.p.values.length - 1);
+    } else {
+      axis.lo = values.length ? Math.min(...values) : 0;
+      axis.hi = values.length ? Math.max(...values) : 1;
+      if (axis.hi === axis.lo) { axis.lo -= 0.5; axis.hi += 0.5; }
+    }
+  });
+  const place = (axis, v) => (v - axis.lo) / (axis.hi - axis.lo);
+  const positions = runs.map((r) => AXES.map((a) => place(a, raw(a, r))));
+  const brushes = new Map();  // axis index -> [low, high] in the axis's [0, 1] units
 
-  function dimensions() {
-    const dims = D.params.map((p) => {
-      const values = runs.map((r) => axisValue(p, r));
-      const dim = {label: p.name + (p.log ? " (log)" : ""), values: values};
-      if (p.kind === "cat") {
-        dim.tickvals = p.values.map((_, i) => i);
-        dim.ticktext = p.values.map((v) => fmt(v));
-        dim.range = [0, Math.max(1, p.values.length - 1)];
-      } else if (p.log) {
-        const finite = values.filter(Number.isFinite);
-        Object.assign(dim, logTicks(Math.min(...finite), Math.max(...finite)));
+  function ticks(axis, j) {
+    const p = axis.p, out = [];
+    const add = (v, text) => out.push({x: j, y: place(axis, v), text: text, xanchor: "right",
+                                       showarrow: false, font: {size: 10}, xshift: -4});
+    if (p.kind === "cat") p.values.forEach((v, i) => add(i, fmt(v)));
+    else if (p.log) {
+      for (let e = Math.ceil(axis.lo); e <= Math.floor(axis.hi); e++) add(e, fmt(Math.pow(10, e)));
+    } else {
+      for (let i = 0; i <= 4; i++) {
+        const v = axis.lo + (i / 4) * (axis.hi - axis.lo);
+        add(v, fmt(v, 3));
       }
-      return dim;
-    });
-    dims.push({label: D.metric, values: runs.map((r) => (r.metric === null ? NaN : r.metric))});
-    return dims;
+    }
+    return out;
   }
 
-  // the ids inside every constrained axis range, or null when no axis is constrained
-  function brushedIds(gd) {
-    const dims = gd.data[0].dimensions;
-    let active = false;
-    const keep = runs.map(() => true);
-    dims.forEach((dim) => {
-      let ranges = dim.constraintrange;
-      if (!ranges || !ranges.length) return;
-      if (!Array.isArray(ranges[0])) ranges = [ranges];
-      active = true;
-      dim.values.forEach((v, i) => {
-        if (!ranges.some((r) => v >= Math.min(r[0], r[1]) && v <= Math.max(r[0], r[1]))) {
-          keep[i] = false;
-        }
-      });
+  function coordsFigure() {
+    const kept = runs.map((r) => !state.brushed || state.brushed.has(r.id));
+    const metric = runs.map((r) => r.metric);
+    const finite = metric.filter((v) => v !== null);
+    const lo = Math.min(...finite), hi = Math.max(...finite);
+    const bin = (v) => {
+      if (v === null) return 0;
+      const t = hi > lo ? (v - lo) / (hi - lo) : 1;
+      return Math.min(BINS - 1, Math.floor((D.goal === "minimize" ? 1 - t : t) * BINS));
+    };
+    const lines = Array.from({length: BINS + 1}, () => ({x: [], y: []}));
+    runs.forEach((r, i) => {
+      const target = lines[kept[i] ? 1 + bin(r.metric) : 0];
+      AXES.forEach((_, j) => { target.x.push(j); target.y.push(positions[i][j]); });
+      target.x.push(null); target.y.push(null);
     });
-    return active ? new Set(runs.filter((_, i) => keep[i]).map((r) => r.id)) : null;
+    const traces = lines.map((l, k) => ({
+      type: "scatter", mode: "lines", x: l.x, y: l.y, hoverinfo: "skip", showlegend: false,
+      line: {width: 1, color: k === 0 ? "rgba(180,180,180,0.35)" : COLOURS[k - 1]},
+      opacity: k === 0 ? 1 : 0.55,
+    }));
+    const annotations = AXES.flatMap((a, j) => [
+      {x: j, y: 1.08, text: `<b>${a.label}</b>`, showarrow: false, font: {size: 11}},
+      ...ticks(a, j)]);
+    annotations.push({x: -0.65, y: -0.03, showarrow: false, font: {size: 10},
+                      xanchor: "left", yanchor: "top",
+                      text: `colour: ${D.metric} from ${fmt(lo)} (dark) to ${fmt(hi)} (light)` +
+                        (brushes.size ? "; grey: runs outside the boxes" : "")});
+    const shapes = AXES.map((_, j) => ({type: "line", x0: j, x1: j, y0: 0, y1: 1,
+                                       line: {color: "#444", width: 1}}));
+    brushes.forEach((r, j) => shapes.push({type: "rect", x0: j - 0.08, x1: j + 0.08, y0: r[0],
+                                           y1: r[1], fillcolor: "rgba(255,140,0,0.25)",
+                                           line: {color: "darkorange"}}));
+    return {traces: traces, layout: {
+      dragmode: "select", selectdirection: "any", hovermode: false,
+      xaxis: {visible: false, range: [-0.7, AXES.length - 0.3], fixedrange: true},
+      yaxis: {visible: false, range: [-0.1, 1.14], fixedrange: true},
+      margin: {l: 10, r: 10, t: 10, b: 10}, annotations: annotations, shapes: shapes,
+    }};
   }
 
   function drawCoords() {
+    const f = coordsFigure();
+    Plotly.react("coords", f.traces, f.layout, {displaylogo: false, responsive: true,
+                                                 modeBarButtonsToRemove: ["lasso2d"]});
+  }
+
+  function applyBrushes() {
+    if (!brushes.size) state.brushed = null;
+    else {
+      state.brushed = new Set(runs.filter((r, i) => [...brushes].every(([j, [a, b]]) =>
+        positions[i][j] >= a && positions[i][j] <= b)).map((r) => r.id));
+    }
+    drawCoords();
+    drawTable();
+  }
+
+  function brush(j, range) {
+    if (range) brushes.set(j, [Math.min(...range), Math.max(...range)]); else brushes.delete(j);
+    applyBrushes();
+  }
+
+  function wireCoords() {
     const gd = document.getElementById("coords");
-    const metric = runs.map((r) => (r.metric === null ? NaN : r.metric));
-    const finite = metric.filter(Number.isFinite);
-    const trace = {
-      type: "parcoords",
-      dimensions: dimensions(),
-      line: {color: metric.map((v) => (Number.isFinite(v) ? v : Math.min(...finite))),
-             colorscale: "Viridis", reversescale: D.goal === "minimize", showscale: true,
-             colorbar: {title: {text: D.metric}}},
-    };
-    Plotly.newPlot(gd, [trace], {margin: {l: 60, r: 80, t: 50, b: 20}},
-                   {responsive: true, displaylogo: false});
-    gd.on("plotly_restyle", () => {
-      state.brushed = brushedIds(gd);
-      drawTable();
+    gd.on("plotly_selected", (event) => {
+      if (!event || !event.range) return;
+      const [x0, x1] = event.range.x, [y0, y1] = event.range.y;
+      AXES.forEach((_, j) => {
+        if (j >= Math.min(x0, x1) - 0.15 && j <= Math.max(x0, x1) + 0.15) {
+          brushes.set(j, [Math.max(0, Math.min(y0, y1)), Math.min(1, Math.max(y0, y1))]);
+        }
+      });
+      Plotly.relayout(gd, {selections: []}).then(applyBrushes);
     });
+    gd.on("plotly_deselect", () => { brushes.clear(); applyBrushes(); });
   }
 
   // ---------------------------------------------------------------------- table
@@ -214,7 +268,7 @@
   function drawImportance() {
     const imp = D.importance;
     document.getElementById("importance-method").textContent =
-      imp.method + (imp.n_runs ? ` (${imp.n_runs} runs)` : "") + (imp.note ? ": " + imp.note : "");
+      imp.method + (imp.n_runs ? ` (${imp.n_runs} runs)` : "") + (imp.note ? "; " + imp.note : "");
     const values = imp.values.slice().reverse();
     Plotly.newPlot("importance", [{
       type: "bar", orientation: "h", x: values.map((v) => v.importance),
@@ -239,9 +293,12 @@
     note.textContent = `Rows: true class; columns: predicted. The counts sum to ${total}.`;
     Plotly.newPlot("confusion", [{
       type: "heatmap", z: m.matrix, x: m.class_names, y: m.class_names, colorscale: "Blues",
+      reversescale: true,
       texttemplate: "%{z}", hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
-    }], {margin: {l: 90, r: 10, t: 10, b: 80}, yaxis: {autorange: "reversed"},
-         xaxis: {title: {text: "predicted"}}}, {responsive: true, displaylogo: false});
+    }], {margin: {l: 90, r: 10, t: 10, b: 80},
+         yaxis: {autorange: "reversed", type: "category", title: {text: "true"}},
+         xaxis: {title: {text: "predicted"}, type: "category"}},
+    {responsive: true, displaylogo: false});
     const box = document.getElementById("mistakes");
     if (!m.shape) {
       document.getElementById("mistakes-wrap").hidden = true;
@@ -281,21 +338,24 @@
     }
   }
 
-  header();
-  drawCoords();
-  wireTable();
-  drawTable();
-  drawImportance();
-  drawCurves();
-  drawModel();
+  const timings = {start: performance.now()};
+  const step = (name, fn) => { fn(); timings[name] = performance.now(); };
+  step("header", header);
+  step("coords", () => { drawCoords(); wireCoords(); });
+  step("table", () => { wireTable(); drawTable(); });
+  step("importance", drawImportance);
+  step("curves", drawCurves);
+  step("model", drawModel);
   window.fastnnDashboard = {
     visibleIds: () => visibleRuns().map((r) => r.id),
-    brush: (dim, range) => Plotly.restyle("coords", {[`dimensions[${dim}].constraintrange`]:
-                                                       [range]}),
+    brush: brush,
+    brushes: () => Object.fromEntries(brushes),
+    axisValue: (j, id) => positions[runs.findIndex((r) => r.id === id)][j],
     pick: pick,
     curveRuns: () => [...new Set(document.getElementById("curves").data
       .map((t) => t.legendgroup).filter(Boolean))],
     readyAt: performance.now(),
+    timings: timings,
   };
   document.body.dataset.ready = "1";
 }());
