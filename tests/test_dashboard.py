@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ def test_run_folders_and_models_together(tmp_path, capsys):
                     "--no-progress", "--run-dir", str(tmp_path / "runs" / f"w{width}"),
                     "--save", str(tmp_path / f"w{width}.npz")], capsys)[0] == 0
     data = dashboard.build(dashboard.collect([tmp_path / "runs", tmp_path / "w8.npz"]))
-    assert [r["id"] for r in data["runs"]] == ["w16", "w8", "w8"]
+    assert [r["id"] for r in data["runs"]] == ["runs/w16", "runs/w8", "w8/w8"]  # unique
     assert [p["name"] for p in data["params"]] == ["hidden_size"]
     assert all(len(r["history"]["epoch"]) == 2 for r in data["runs"])
     assert data["model"]["n_test"] == 360
@@ -235,6 +236,8 @@ def _distinct_colours(png):
 
 @pytest.mark.slow
 def test_the_900_run_sweep_in_chromium(tmp_path, browser):
+    """The classic sweep's page; its screenshot is the README's (written where
+    $FASTNN_DASHBOARD_SCREENSHOT says, e.g. docs/dashboard.png)."""
     out = tmp_path / "classic.html"
     dashboard.write([CLASSIC], out)
     assert out.stat().st_size < 10 * 2**20
@@ -242,3 +245,30 @@ def test_the_900_run_sweep_in_chromium(tmp_path, browser):
     assert errors(browser) == []
     assert browser.execute_script(
         "return document.querySelectorAll('#runs tbody tr').length") == 900
+    _drag_box(browser, 3, -0.04, 0.75)  # weight_decay: keep 0 and 5e-4, drop 0.5
+    shown = browser.execute_script("return window.fastnnDashboard.visibleIds()")
+    assert 0 < len(shown) < 900
+    assert all(r["config"]["weight_decay"] != 0.5 for r in _runs_by_id(CLASSIC, shown))
+    png = Path(os.environ.get("FASTNN_DASHBOARD_SCREENSHOT") or tmp_path / "classic.png")
+    browser.set_window_size(1400, 1500)
+    browser.save_screenshot(str(png))
+    assert _distinct_colours(png) > 50
+
+
+def _runs_by_id(results, ids):
+    wanted = set(ids)
+    return [r for r in Sweep(results).records if r["run_id"] in wanted]
+
+
+def test_hyperband_stops_are_marked_on_the_curves(tmp_path, browser):
+    results = REPO / "reports" / "sweep_fashion_mnist_bayes_hyperband"
+    out = tmp_path / "hb.html"
+    data = dashboard.write([results], out)
+    stopped = [r["id"] for r in data["runs"] if r["status"] == "stopped"]
+    assert stopped  # hyperband stopped most of this sweep's runs early
+    open_page(browser, out)
+    browser.execute_script(f"window.fastnnDashboard.pick({json.dumps(stopped[0])})")
+    names = browser.execute_script(
+        "return document.getElementById('curves').data.map((t) => t.name)")
+    assert f"{stopped[0]} stopped by hyperband" in names
+    assert errors(browser) == []

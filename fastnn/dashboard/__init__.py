@@ -339,11 +339,15 @@ def build(sources, data_dir=None, live=False, with_model=True):
     runs = [r for s in sources for r in s.runs]
     if not runs:
         raise FastnnError("no runs to show")
+    if len(sources) > 1:  # run ids repeat across sweeps: name each by its sweep too
+        for s in sources:
+            for r in s.runs:
+                r["id"] = f"{s.name}/{r['id']}"
     first = sources[0]
     spec = first.spec if len(sources) == 1 else {}
     params = swept_params(runs, spec)
     metric, goal = first.metric, first.goal
-    best_id = first.best if len(sources) == 1 else None
+    best_id = first.best if len(sources) == 1 else None  # else: the best over all of them
     if best_id is None:
         ranked = [r for r in runs if r["status"] == "finished" and r["metric"] is not None]
         if ranked:
