@@ -400,10 +400,12 @@ def cmd_export(args, out):
 def cmd_dashboard(args, out):
     from . import dashboard
 
-    target = Path(args.out) if args.out else Path(args.paths[0].rstrip("/") + ".html") \
-        if len(args.paths) == 1 else Path("dashboard.html")
-    if Path(args.paths[0]).is_dir() and not args.out and len(args.paths) == 1:
+    if args.out:
+        target = Path(args.out)
+    elif len(args.paths) == 1 and Path(args.paths[0]).is_dir():
         target = Path(args.paths[0]) / "dashboard.html"
+    else:
+        target = Path("dashboard.html")
     target = _check_save_path(target, "--out")
     if args.watch:
         print(f"watching {', '.join(args.paths)}: {target} is rewritten as results arrive "

@@ -272,3 +272,11 @@ def test_hyperband_stops_are_marked_on_the_curves(tmp_path, browser):
         "return document.getElementById('curves').data.map((t) => t.name)")
     assert f"{stopped[0]} stopped by hyperband" in names
     assert errors(browser) == []
+
+
+def test_the_default_page_goes_into_the_results_folder(tiny_sweep, tmp_path, capsys):
+    results = tmp_path / "r"
+    shutil.copytree(tiny_sweep, results)
+    rc, out, err = run(["dashboard", str(results)], capsys)
+    assert rc == 0, err
+    assert (results / "dashboard.html").is_file() and str(results / "dashboard.html") in out
