@@ -80,10 +80,12 @@ class Preprocessing:
         centre = self.kind != "pixels" or shift.any()
         for start in range(0, n, CHUNK_ROWS):
             block = out[start:start + CHUNK_ROWS]
-            block[...] = np.asarray(x[start:start + CHUNK_ROWS]).reshape(block.shape[0], -1)
-            if centre:
-                block -= shift
-            block *= scale
+            rows = np.asarray(x[start:start + CHUNK_ROWS]).reshape(block.shape[0], -1)
+            if centre:  # (x - shift) * scale, the same rounding as the ONNX graph's Sub, Mul
+                np.subtract(rows, shift, out=block, casting="unsafe")
+                block *= scale
+            else:  # one pass: x * scale
+                np.multiply(rows, scale, out=block, casting="unsafe")
         return out
 
     def to_header(self):
