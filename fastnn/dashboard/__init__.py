@@ -355,13 +355,15 @@ def build(sources, data_dir=None, live=False, with_model=True):
             best_id = pick(ranked, key=lambda r: r["metric"])["id"]
     best = next((r for r in runs if r["id"] == best_id), None)
     running = any(r["status"] == "running" for r in runs) or not all(s.complete for s in sources)
+    model = best_model(best, data_dir) if with_model else {"note": "not asked for"}
+    for r in runs:  # where the files are is this machine's business, not the page's
+        r.pop("model", None)
     return {
         "title": " + ".join(s.name for s in sources),
         "generated": datetime.datetime.now().isoformat(timespec="seconds"),
         "live": bool(live and running), "metric": metric, "goal": goal,
         "sources": [s.name for s in sources], "params": params, "runs": runs,
-        "best": best_id, "importance": importance(runs, params, goal),
-        "model": best_model(best, data_dir) if with_model else {"note": "not asked for"},
+        "best": best_id, "importance": importance(runs, params, goal), "model": model,
     }
 
 
