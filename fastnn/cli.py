@@ -245,7 +245,8 @@ def _evaluation_data(args, net, header):
     ds = datasets.load(name, data_dir=args.data_dir, download=not args.no_download,
                        target=setting("target", args.target, None), image_size=size,
                        test_fraction=setting("test_fraction", args.test_fraction, 0.1),
-                       seed=setting("seed", args.seed, 0))
+                       seed=args.seed if args.seed is not None
+                       else datasets.split_seed_of(meta) if own else 0)
     n_features = math.prod(ds.x_test.shape[1:])
     hint = f" (it was trained on {trained_on})" if trained_on and not own else ""
     if n_features != net.n_features:

@@ -125,6 +125,8 @@ class Dataset:
         ``"file"`` (the data's own test part) or ``"held out 10%, seed 0"``.
     format : str
         ``"builtin"`` or the reader's (``"csv"``, ``"npz"``, ``"npy"``, ``"image_folder"``).
+    split_seed : int or None
+        The seed the test part was held out with (None: the data's own test part).
     """
 
     name: str
@@ -139,6 +141,7 @@ class Dataset:
     target: str = None
     test_part: str = "file"
     format: str = "builtin"
+    split_seed: int = None
 
     def describe(self):
         """What a model file records about the data it was trained on (JSON-ready)."""
@@ -147,6 +150,7 @@ class Dataset:
                 "shape": shape, "n_features": int(math.prod(shape)),
                 "feature_names": list(self.feature_names) if self.feature_names else None,
                 "target": self.target, "test_part": self.test_part, "format": self.format,
+                "split_seed": self.split_seed,
                 "n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0])}
 
 
@@ -472,6 +476,18 @@ def load(name, data_dir=None, download=True, *, target=None, image_size=None,
                    arrays["test_images"], arrays["test_labels"], class_names, source)
 
 
+def split_seed_of(metadata):
+    """The seed a model's test part was held out with, from its file's metadata: the one
+    recorded with its data (a sweep's runs train with their own seeds but share the sweep's
+    split), else its run's seed, else 0."""
+    data = metadata.get("data") if isinstance(metadata.get("data"), dict) else {}
+    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    for seed in (data.get("split_seed"), config.get("seed")):
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return seed
+    return 0
+
+
 def _load_file(path, target, image_size, test_fraction, seed):
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -490,7 +506,7 @@ def _load_file(path, target, image_size, test_fraction, seed):
         part = f"held out {test_fraction:.0%}, seed {seed}"
     return Dataset(str(path), x_train, y, x_test, y_test, names, raw.source, raw.kind,
                    tuple(raw.feature_names) if raw.feature_names else None, raw.target, part,
-                   raw.format)
+                   raw.format, None if raw.x_test is not None else seed)
 
 
 def _encode_labels(labels, path, values=None):

@@ -325,16 +325,24 @@ def test_a_sweep_over_a_csv_reads_it_as_train_does(iris_like, tmp_path, capsys):
                     f"parameters:\n  dataset: {{value: {path}}}\n  target: {{value: species}}\n"
                     "  test_fraction: {value: 0.2}\n  epochs: {value: 2}\n"
                     "  hidden_size: {values: [8, 16]}\n  num_layers: {value: 1}\n")
-    rc, out, err = run(["sweep", str(spec), "--results", str(tmp_path / "r"), "--workers", "1"],
-                       capsys)
+    rc, out, err = run(["sweep", str(spec), "--results", str(tmp_path / "r"), "--workers", "1",
+                        "--seed", "3"], capsys)
     assert rc == 0, err + out
     records = [json.loads(line) for line in (tmp_path / "r" / "results.jsonl").open()]
     assert [r["status"] for r in records] == ["finished", "finished"]
     assert {r["n_train"] for r in records} == {216}  # 20% held out, then 10% for validation
     best = json.loads(out.split("config ", 1)[1].splitlines()[0])
-    model = tmp_path / "r" / "runs" / records[0]["run_id"] / "model.npz"
-    if model.exists():
+    assert best["target"] == "species"
+    # each run trains with its own seed (3, 4) on the sweep's split (seed 3): evaluating a
+    # run's model must find the same test rows
+    assert [r["seed"] for r in records] == [3, 4]
+    for record in records:
+        model = tmp_path / "r" / "runs" / record["run_id"] / "model.npz"
         net, header = fastnn.load_model(model)
         assert header["class_names"] == ["setosa", "versicolor", "virginica"]
         assert net.preprocessing.kind == "standardize"
-    assert best["target"] == "species"
+        assert header["metadata"]["data"]["split_seed"] == 3
+        rc, printed, err = run(["evaluate", str(model)], capsys)
+        assert rc == 0, err
+        assert float(printed.split("accuracy ")[1].split()[0]) == pytest.approx(
+            record["test_accuracy"], abs=1e-4)

@@ -311,7 +311,7 @@ def best_model(run, data_dir=None):
                            data_dir=data_dir, download=False, target=config.get("target"),
                            image_size=config.get("image_size"),
                            test_fraction=config.get("test_fraction", 0.1),
-                           seed=config.get("seed", 0))
+                           seed=datasets.split_seed_of(meta))
         X = net.preprocessing.apply(ds.x_test, net.dtype)
     except (FastnnError, ValueError, OSError) as exc:
         return {"note": f"no test data for the best model ({exc})"}
