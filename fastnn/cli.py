@@ -212,11 +212,13 @@ def _train_in(run_dir, trainer, args, config, save_path, out, modelfile, runs):
 
 
 def cmd_evaluate(args, out):
-    from . import metrics, modelfile
+    from . import evaluation, metrics, modelfile
 
     net, header = modelfile.load(args.model)
-    ds = _evaluation_data(args, net, header)
-    X = net.preprocessing.apply(ds.x_test, net.dtype)
+    ds, X = evaluation.test_data(net, header, model=args.model, dataset=args.dataset,
+                                 data_dir=args.data_dir, download=not args.no_download,
+                                 target=args.target, test_fraction=args.test_fraction,
+                                 seed=args.seed)
     loss, acc = net.evaluate(X, ds.y_test)
     pred = net.predict(X)
     matrix = metrics.confusion_matrix(ds.y_test, pred, net.n_classes)
@@ -224,54 +226,6 @@ def cmd_evaluate(args, out):
     print(f"{ds.name} test set ({len(X)} {what}): accuracy {acc:.4f}  loss {loss:.4f}", file=out)
     print(metrics.format_confusion_matrix(matrix, ds.class_names), file=out)
     return 0
-
-
-def _evaluation_data(args, net, header):
-    """The test part of the data set named on the command line, else of the model's own,
-    read as training read it; a FastnnError if it does not fit the model."""
-    from . import datasets
-
-    meta = header.get("metadata") or {}
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    trained_on = meta.get("dataset")
-    name = args.dataset or trained_on or "fashion_mnist"
-    own = trained_on is not None and _same_data(name, trained_on)
-
-    def setting(key, given, default):
-        return given if given is not None else config.get(key, default) if own else default
-
-    shape = net.preprocessing.image_shape if net.preprocessing is not None else None
-    size = setting("image_size", None, None) or (f"{shape[0]}x{shape[1]}" if shape else None)
-    ds = datasets.load(name, data_dir=args.data_dir, download=not args.no_download,
-                       target=setting("target", args.target, None), image_size=size,
-                       test_fraction=setting("test_fraction", args.test_fraction, 0.1),
-                       seed=args.seed if args.seed is not None
-                       else datasets.split_seed_of(meta) if own else 0)
-    n_features = math.prod(ds.x_test.shape[1:])
-    hint = f" (it was trained on {trained_on})" if trained_on and not own else ""
-    if n_features != net.n_features:
-        what = "images have {} pixels" if ds.kind == "images" else "rows have {} features"
-        raise FastnnError(f"{args.model}: model takes {net.n_features} inputs but {ds.name} "
-                          f"{what.format(n_features)}{hint}")
-    if net.n_classes != len(ds.class_names):
-        raise FastnnError(f"{args.model}: model has {net.n_classes} outputs but {ds.name} has "
-                          f"{len(ds.class_names)} classes{hint}")
-    classes = header.get("class_names")
-    if classes and list(classes) != list(ds.class_names):
-        raise FastnnError(
-            f"{args.model}: the model's classes ({', '.join(classes[:3])}, ...) are not "
-            f"{ds.name}'s ({', '.join(ds.class_names[:3])}, ...)"
-            + (f"; it was trained on {trained_on}" if hint else ""))
-    return ds
-
-
-def _same_data(name, trained_on):
-    from .config import _dataset
-
-    try:
-        return _dataset(name) == _dataset(trained_on)
-    except ConfigError:
-        return False
 
 
 def cmd_data(args, out):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets, metrics, modelfile, sweep
+from . import datasets, evaluation, metrics, modelfile, sweep
 from ._atomic import atomic_write_bytes
 from .config import TrainConfig
 from .errors import FastnnError
@@ -415,8 +415,9 @@ def _effects_lines(df):
 def _confusion_section(results_dir, best_rec, dataset, data_dir, fig_dir, log):
     """Section 5 (the best model's confusion matrix) and the test data set it used."""
     model_path = sweep.results.model_path(results_dir, best_rec["run_id"])
+    header = None
     if model_path.exists():
-        net, _ = modelfile.load(model_path)
+        net, header = modelfile.load(model_path)
         provenance = f"The model of run {best_rec['run_id']}, from `{model_path}`."
     else:
         log(f"retraining the best run {best_rec['run_id']} (its model file is gone)")
@@ -425,8 +426,11 @@ def _confusion_section(results_dir, best_rec, dataset, data_dir, fig_dir, log):
                       f"here with its seed; with other BLAS threads or another BLAS kernel "
                       f"than the sweep's worker had, its sums round differently and the "
                       f"accuracy differs from the sweep's {best_rec['test_accuracy']:.2%}.")
-    ds = datasets.load(dataset, data_dir=data_dir)
-    X_test = datasets.preprocess(ds.x_test, net.dtype.name)
+    if header is not None:  # the model's own test part, read as its training read it
+        ds, X_test = evaluation.test_data(net, header, model=str(model_path), data_dir=data_dir)
+    else:
+        ds = datasets.load(dataset, data_dir=data_dir)
+        X_test = datasets.preprocess(ds.x_test, net.dtype.name)
     pred = net.predict(X_test)
     matrix = metrics.confusion_matrix(ds.y_test, pred, len(ds.class_names))
     acc = metrics.accuracy(ds.y_test, pred)

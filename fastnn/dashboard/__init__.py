@@ -299,24 +299,16 @@ def importance(runs, params, goal="maximize"):
 def best_model(run, data_dir=None):
     """The confusion matrix and the most confident mistakes of the run's model on its test
     set, or ``{"note": why not}``."""
-    from .. import datasets, metrics, modelfile
+    from .. import evaluation, metrics, modelfile
 
     if run is None or not run.get("model") or not Path(run["model"]).exists():
         return {"note": "the best run's model file is not there"}
     try:
         net, header = modelfile.load(run["model"])
-        meta = header.get("metadata") or {}
-        config = meta.get("config") or run["config"]
-        ds = datasets.load(config.get("dataset") or meta.get("dataset") or "fashion_mnist",
-                           data_dir=data_dir, download=False, target=config.get("target"),
-                           image_size=config.get("image_size"),
-                           test_fraction=config.get("test_fraction", 0.1),
-                           seed=datasets.split_seed_of(meta))
-        X = net.preprocessing.apply(ds.x_test, net.dtype)
+        ds, X = evaluation.test_data(net, header, model=run["model"], data_dir=data_dir,
+                                     download=False)
     except (FastnnError, ValueError, OSError) as exc:
         return {"note": f"no test data for the best model ({exc})"}
-    if X.shape[1] != net.n_features or len(ds.class_names) != net.n_classes:
-        return {"note": "the best model does not fit its data set's test part"}
     proba = net.predict_proba(X)
     pred = proba.argmax(axis=1)
     y = np.asarray(ds.y_test)

@@ -8,16 +8,16 @@ from .spec import SweepError
 
 def log_best_to_wandb(results_dir, records, spec, wandb_opts, data_dir=None):
     """Log the best run's confusion matrix on the test set as its own W&B run."""
-    from .. import datasets, modelfile
+    from .. import evaluation, modelfile
     from ..wandb_log import WandbCallback
 
     best = best_run(records, spec.metric, spec.goal)
     path = model_path(results_dir, best["run_id"]) if best else None
     if path is None or not path.exists():
         return None
-    net, _ = modelfile.load(path)
-    ds = datasets.load(best["config"]["dataset"], data_dir=data_dir)
-    pred = net.predict(net.preprocessing.apply(ds.x_test, net.dtype))
+    net, header = modelfile.load(path)
+    ds, X_test = evaluation.test_data(net, header, model=str(path), data_dir=data_dir)
+    pred = net.predict(X_test)
     run = WandbCallback(wandb_opts["project"], wandb_opts.get("entity"), config=best["config"],
                         name=f"best-{best['run_id']}", group=wandb_opts.get("group"))
     run.log_confusion_matrix(ds.y_test, pred, ds.class_names)
