@@ -41,7 +41,8 @@ def resolve(threads=None):
     if threads is None:
         env = os.environ.get(ENV_VAR)
         if env is None:
-            return max(1, min(available_cpus(), blas_limit() or available_cpus()))
+            cpus, limit = available_cpus(), blas_limit()
+            return min(cpus, limit) if limit else cpus
         source = ENV_VAR
         try:
             threads = int(env)

@@ -89,7 +89,7 @@ def _make_printer(epochs, progress, out):
 
 
 def cmd_train(args, out):
-    from . import modelfile, runs
+    from . import runs
     from .trainer import Trainer
 
     config, resume_dir = _train_config(args)
@@ -115,7 +115,7 @@ def cmd_train(args, out):
     trainer.checkpoint_to(checkpoint_dir or run_dir, resume=bool(args.resume))
     out = runs.Tee(out, run_dir / runs.LOG)
     try:
-        return _train_in(run_dir, trainer, args, config, save_path, out, modelfile, runs)
+        return _train_in(run_dir, trainer, args, config, save_path, out)
     finally:
         out.close()
 
@@ -164,7 +164,9 @@ def _new_run_dir(args, config):
                           f"({exc.strerror}); choose one with --run-dir") from None
 
 
-def _train_in(run_dir, trainer, args, config, save_path, out, modelfile, runs):
+def _train_in(run_dir, trainer, args, config, save_path, out):
+    from . import modelfile, runs
+
     net, opt, split = trainer.net, trainer.optimizer, trainer.split
     print(f"fastnn {__version__}: {config.dataset} from {split.source}; "
           f"{len(split.X_train)} train / {len(split.X_val)} val / {len(split.X_test)} test; "

@@ -5,13 +5,14 @@ import os
 
 from . import _checks
 from .activations import ACTIVATIONS
+from .datasets import NAMES
 from .errors import ConfigError
 from .losses import LOSSES
 from .network import WEIGHT_INITS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
-DATASETS = ("fashion_mnist", "mnist", "digits")  # or a data file or folder
+DATASETS = NAMES  # the built-in data sets; a data file or folder may be given instead
 # Other names of settings, as the W&B sweep files of the course wrote them.
 ALIASES = {"learning_rate": "lr", "epsilon": "eps"}
 

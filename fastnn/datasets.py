@@ -389,11 +389,6 @@ def _not_found_message(name, data_dir, extra=""):
 
 
 # -------------------------------------------------------------------- loading
-def is_builtin(name):
-    """True for the names of the built-in data sets (``fashion_mnist``, ``mnist``, ``digits``)."""
-    return str(name).lower().replace("-", "_") in NAMES
-
-
 def load(name, data_dir=None, download=True, *, target=None, image_size=None,
          test_fraction=0.1, seed=0):
     """Load a data set's raw features and labels: a built-in name, or a file or folder.
@@ -536,8 +531,8 @@ def _encode_labels(labels, path, values=None):
         return values, np.searchsorted(values, labels).astype(np.intp)
     if labels.dtype.kind != values.dtype.kind and not (
             labels.dtype.kind in "iu" and values.dtype.kind in "iu"):
-        raise DataError(f"{path}: test labels are {labels.dtype.kind == 'U' and 'names' or 'numbers'}"
-                        " but training labels are not")
+        raise DataError(f"{path}: the test labels are {'names' if labels.dtype.kind == 'U' else 'numbers'}"
+                        " but the training labels are not")
     idx = np.searchsorted(values, labels)
     idx[idx == values.shape[0]] = 0
     unknown = values[idx] != labels

@@ -276,16 +276,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         except ConfigError as exc:
             raise _as_parameter_error(exc) from None
         self._seed_, self._epochs_done = seed, len(self.history_.epoch)
-        self._record_fit(X.shape[0])
+        self._record_fit((getattr(self, "t_", 0) if warm else 0) + X.shape[0] * self._epochs_done)
         return self
 
-    def _record_fit(self, n_rows):
+    def _record_fit(self, samples_seen):
         """The attributes scikit-learn's MLPClassifier users read, from ``history_``."""
         history = self.history_
         self.n_iter_ = len(history.epoch)
         self.loss_curve_ = [float(v) for v in history["loss"]]
         self.loss_ = self.loss_curve_[-1]
-        self.t_ = getattr(self, "t_", 0) * bool(self.warm_start) + n_rows * self.n_iter_
+        self.t_ = samples_seen
         if self.early_stopping and "val_accuracy" in history.history:
             self.validation_scores_ = [float(v) for v in history["val_accuracy"]]
             self.best_validation_score_ = max(self.validation_scores_)
@@ -354,9 +354,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.history_ = history
         else:
             self.history_.append(self._epochs_done, history.last())
-        seen = getattr(self, "t_", 0) + X.shape[0]
-        self._record_fit(X.shape[0])
-        self.t_ = seen
+        self._record_fit(getattr(self, "t_", 0) + X.shape[0])
         return self
 
     # ------------------------------------------------------------ prediction

@@ -7,7 +7,6 @@ when the picture is dark-on-light (its border is brighter than mid-grey),
 the longer side scaled to the model's side and centred on black.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -53,32 +52,3 @@ def load_image(path, size=SIZE):
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(gray, ((size - gray.width) // 2, (size - gray.height) // 2))
     return np.asarray(canvas, dtype=np.uint8), inverted
-
-
-def predict_files(net, paths, class_names=None, top=3):
-    """Top-``top`` classes of each image file, read at the model's square input size.
-
-    Raises
-    ------
-    FastnnError
-        An unreadable image, or a model whose inputs are not a square image.
-
-    Returns
-    -------
-    list of dict
-        ``{"image": str, "inverted": bool, "top": [{"class": str, "probability": float}]}``
-    """
-    side = math.isqrt(net.n_features)
-    if side * side != net.n_features:
-        raise FastnnError(f"the model takes {net.n_features} inputs, which is not a square "
-                          "image (28x28 = 784, 8x8 = 64)")
-    names = list(class_names) if class_names else [str(i) for i in range(net.n_classes)]
-    loaded = [load_image(p, size=side) for p in paths]
-    X = np.stack([img.reshape(-1) for img, _ in loaded]).astype(net.dtype) / 255.0
-    proba = net.predict_proba(X)
-    results = []
-    for path, (_, inverted), p in zip(paths, loaded, proba):
-        order = np.argsort(p)[::-1][:top]
-        results.append({"image": str(path), "inverted": inverted,
-                        "top": [{"class": names[i], "probability": float(p[i])} for i in order]})
-    return results

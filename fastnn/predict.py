@@ -50,7 +50,7 @@ def predict_files(net, paths, class_names=None, data=None):
     for path in paths:
         suffix = Path(path).suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            (row,), (inverted,) = _images(net, [path], data)
+            row, inverted = _image(net, path, data)
             results.append({"input": str(path), "inverted": inverted, "x": row})
             continue
         if suffix in (".csv", ".tsv", ".txt"):
@@ -74,33 +74,20 @@ def predict_files(net, paths, class_names=None, data=None):
     return results
 
 
-def _images(net, paths, data):
-    """Images as the training data was read: an image folder's plain grey resize, else the
-    centred, inverted-if-needed reading of :func:`fastnn.images.load_image` (MNIST-like)."""
+def _image(net, path, data):
+    """(pixels, inverted) of an image read as the training data was: an image folder's plain
+    grey resize, else the centred, inverted-if-needed reading of
+    :func:`fastnn.images.load_image` (MNIST-like)."""
     shape = net.preprocessing.image_shape if net.preprocessing is not None else None
     if data.get("format") == "image_folder" and shape:
-        from PIL import Image, UnidentifiedImageError
-
-        rows = []
-        for path in paths:
-            try:
-                with Image.open(path) as im:
-                    grey = im.convert("L").resize((shape[1], shape[0]),
-                                                  Image.Resampling.LANCZOS)
-            except FileNotFoundError:
-                raise DataError(f"{path}: no such file") from None
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(f"{path}: not a readable image ({exc})") from None
-            rows.append(np.asarray(grey, dtype=np.uint8))
-        return rows, [False] * len(rows)
+        return readers.read_grey(path, shape), False
     from .images import load_image
 
     side = math.isqrt(net.n_features)
     if side * side != net.n_features or (shape and shape[0] != shape[1]):
         raise FastnnError(f"the model takes {net.n_features} inputs, which is not a square "
                           "image (28x28 = 784, 8x8 = 64)")
-    loaded = [load_image(p, size=side) for p in paths]
-    return [img for img, _ in loaded], [inv for _, inv in loaded]
+    return load_image(path, size=side)
 
 
 def _npy_rows(path, n_features):

@@ -104,19 +104,18 @@ def read_csv(path, target=None):
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if data is None or data.shape[1] != len(header):
         # not all numbers, or the wrong number of fields: find the first bad line and say so
-        data = _read_with_text_labels(path, header, t, delimiter)
-        labels = data.pop()
-        x = data.pop()
+        x, labels = _read_with_text_labels(path, header, t, delimiter)
     else:
         labels = data[:, t].copy()
-        # a view when the labels are the first or last column: the split copies the rows anyway
+        # a view when the labels are the first or last column: no copy of the features here
         x = data[:, 1:] if t == 0 else data[:, :-1] if t == len(header) - 1 \
             else np.delete(data, t, axis=1)
     if x.shape[0] == 0:
         raise DataError(f"{path}: no data rows after the header")
-    _check_finite_table(path, x, [h for i, h in enumerate(header) if i != t])
-    return Raw(x, labels, kind="table", source=path, format="csv",
-               feature_names=[h for i, h in enumerate(header) if i != t], target=header[t])
+    names = [h for i, h in enumerate(header) if i != t]
+    _check_finite_table(path, x, names)
+    return Raw(x, labels, kind="table", source=path, format="csv", feature_names=names,
+               target=header[t])
 
 
 def _target_column(path, header, target):
@@ -153,8 +152,7 @@ def _read_with_text_labels(path, header, t, delimiter):
     """
     features = [i for i in range(len(header)) if i != t]
     labels = _scan(path, header, features, t, delimiter)
-    x = _parse_columns(path, features, delimiter)
-    return [x, np.array(labels)]
+    return _parse_columns(path, features, delimiter), np.array(labels)
 
 
 def _scan(path, header, features, t, delimiter):
@@ -380,27 +378,34 @@ def _class_folders(root, image_size):
     if not files:
         raise DataError(f"{root}: no images in sub-folders (expected one sub-folder of "
                         "PNG/JPEG images per class)")
+    images = None
+    for i, (file, _) in enumerate(files):
+        grey = read_grey(file, image_size)
+        if images is None:
+            image_size = grey.shape
+            images = np.empty((len(files), *image_size), dtype=np.uint8)
+        images[i] = grey
+    return images, np.array([label for _, label in files]), tuple(image_size)
+
+
+def read_grey(path, size=None):
+    """An image file as a grey uint8 array, resized to ``size`` (height, width) if given:
+    how an image folder is read, for training and for predicting alike."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as exc:
-        raise DataError(f'{root}: reading images needs Pillow: pip install "fastnn[image]"'
+        raise DataError(f'{path}: reading images needs Pillow: pip install "fastnn[image]"'
                         ) from exc
-    images = None
-    for i, (file, _) in enumerate(files):
-        try:
-            with Image.open(file) as im:
-                grey = im.convert("L")
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(f"{file}: not a readable image ({exc})") from None
-        if image_size is None:
-            image_size = (grey.height, grey.width)
-        height, width = image_size
-        if (grey.height, grey.width) != (height, width):
-            grey = grey.resize((width, height), Image.Resampling.LANCZOS)
-        if images is None:
-            images = np.empty((len(files), height, width), dtype=np.uint8)
-        images[i] = np.asarray(grey, dtype=np.uint8)
-    return images, np.array([label for _, label in files]), tuple(image_size)
+    try:
+        with Image.open(path) as im:
+            grey = im.convert("L")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    if size is not None and (grey.height, grey.width) != tuple(size):
+        grey = grey.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return np.asarray(grey, dtype=np.uint8)
 
 
 def parse_image_size(text):

@@ -22,13 +22,14 @@ import os
 import re
 from pathlib import Path
 
+from . import checkpoint
 from ._atomic import atomic_write_bytes
 from .callbacks import Callback
 from .config import ALIASES, TrainConfig
 from .errors import ConfigError
 
-CONFIG, METRICS, LOG, MODEL, CHECKPOINT = (
-    "config.yaml", "metrics.csv", "log.txt", "model.npz", "checkpoint.npz")
+CONFIG, METRICS, LOG, MODEL = "config.yaml", "metrics.csv", "log.txt", "model.npz"
+CHECKPOINT = checkpoint.FILENAME
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 DEFAULT_ROOT = "runs"
 
@@ -118,8 +119,6 @@ def stored_config(path):
     ConfigError
         Nothing to resume there.
     """
-    from . import checkpoint
-
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent
     if (run_dir / CONFIG).is_file():

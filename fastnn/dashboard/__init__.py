@@ -23,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import runs as runs_
 from ..errors import FastnnError
+from ..sweep.results import RESULTS_FILE, RUNS_DIR, SPEC_FILE
 
 HERE = Path(__file__).parent
 STATUSES = ("finished", "stopped", "running", "failed", "diverged")
-METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+METRICS = runs_.COLUMNS[1:5]  # loss, accuracy, val_loss, val_accuracy
 MISTAKES = 24  # most confident mistakes shown
 # fANOVA's cost grows with the square of a tree's leaves (about the runs): beyond this many
 # finished runs, a fixed random sample of them (measured: 900 runs ~2 s, 2,000 runs 91 s).
@@ -53,10 +55,9 @@ class Source:
     """Runs read from one path, with where they came from."""
 
     def __init__(self, name, runs, metric="val_accuracy", goal="maximize", spec=None,
-                 best=None, results_dir=None, complete=True):
+                 best=None, complete=True):
         self.name, self.runs, self.metric, self.goal = name, runs, metric, goal
-        self.spec, self.best, self.results_dir = spec or {}, best, results_dir
-        self.complete = complete
+        self.spec, self.best, self.complete = spec or {}, best, complete
 
 
 def collect(paths):
@@ -66,15 +67,15 @@ def collect(paths):
     """
     sources = []
     for path in map(Path, paths):
-        if (path / "results.jsonl").exists() or (path / "sweep.json").exists():
+        if (path / RESULTS_FILE).exists() or (path / SPEC_FILE).exists():
             sources.append(_read_sweep(path))
-        elif (path / "config.yaml").exists() or (path / "metrics.csv").exists():
+        elif (path / runs_.CONFIG).exists() or (path / runs_.METRICS).exists():
             sources.append(Source(path.name, [_run_folder(path, path.name)]))
         elif path.is_file() and path.suffix == ".npz":
             sources.append(Source(path.stem, [_model_file(path)]))
-        elif path.is_dir() and any((p / "config.yaml").exists() for p in path.iterdir()):
+        elif path.is_dir() and any((p / runs_.CONFIG).exists() for p in path.iterdir()):
             runs = [_run_folder(p, p.name) for p in sorted(path.iterdir())
-                    if (p / "config.yaml").exists()]
+                    if (p / runs_.CONFIG).exists()]
             sources.append(Source(path.name, runs))
         else:
             raise FastnnError(f"{path}: not a sweep results folder, a run folder or a model "
@@ -100,7 +101,7 @@ def _read_sweep(path):
         run["model"] = str(model_path(path, r["run_id"]))
         runs.append(run)
     # runs in progress: a folder with metrics but no record yet
-    folders = sorted((path / "runs").glob("*/config.yaml")) if (path / "runs").exists() else []
+    folders = sorted((path / RUNS_DIR).glob(f"*/{runs_.CONFIG}"))
     for config in folders:
         rid = config.parent.name
         if rid not in recorded:
@@ -109,7 +110,7 @@ def _read_sweep(path):
     total = _planned_runs(sweep)
     complete = total is not None and sum(r["status"] != "running" for r in runs) >= total
     return Source(path.name, runs, sweep.metric, sweep.goal, sweep.spec,
-                  sweep.best["run_id"] if sweep.best else None, path, complete)
+                  sweep.best["run_id"] if sweep.best else None, complete)
 
 
 def _planned_runs(sweep):
@@ -129,16 +130,16 @@ def _run_folder(path, rid, status=None, source=None):
     import yaml
 
     config = {}
-    if (path / "config.yaml").exists():
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    if (path / runs_.CONFIG).exists():
+        config = yaml.safe_load((path / runs_.CONFIG).read_text()) or {}
     history = {"epoch": []}
-    if (path / "metrics.csv").exists():
-        with open(path / "metrics.csv", newline="") as f:
+    if (path / runs_.METRICS).exists():
+        with open(path / runs_.METRICS, newline="") as f:
             for row in csv.DictReader(f):
                 history["epoch"].append(int(row["epoch"]))
                 for key in METRICS:
                     history.setdefault(key, []).append(_number(row.get(key)))
-    model = path / "model.npz"
+    model = path / runs_.MODEL
     if status is None:
         status = "finished" if model.exists() else "running"
     last = {k: (history.get(k) or [None])[-1] for k in METRICS}
