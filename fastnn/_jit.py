@@ -201,8 +201,8 @@ def _rebound(func, bindings=()):
     names = {}
     for name in func.__code__.co_names:
         obj = bound.get(name, func.__globals__.get(name))
-        if obj is call_c:
-            names[name] = _call_c_intrinsic()
+        if isinstance(obj, types.FunctionType) and obj in _INTRINSICS:
+            names[name] = _INTRINSICS[obj]()
         elif getattr(obj, "numba_signature", False) is None:  # a composite: bind it too
             names[name] = _lazy(obj, bindings)
         elif hasattr(obj, "numba_signature"):
@@ -296,6 +296,114 @@ def _call_c_intrinsic():
         return nb_types.void(address, args), codegen
 
     return call_c_intrinsic
+
+
+def atomic_load(address):
+    """The int64 at ``address``, read atomically (sequentially consistent); compiled code only.
+
+    With :func:`atomic_add`, :func:`atomic_swap` and :func:`cpu_relax` these
+    are what :mod:`fastnn._team` needs to run one compiled program on several
+    threads: loads and stores the compiler may neither drop nor reorder.
+    """
+    raise TypeError("atomic_load only works inside a compiled kernel")
+
+
+def atomic_add(address, value):
+    """Add ``value`` to the int64 at ``address`` atomically; return the old value (compiled)."""
+    raise TypeError("atomic_add only works inside a compiled kernel")
+
+
+def atomic_swap(address, value):
+    """Store ``value`` in the int64 at ``address`` atomically; return the old value (compiled)."""
+    raise TypeError("atomic_swap only works inside a compiled kernel")
+
+
+def cpu_relax():
+    """The CPU's spin-wait hint (x86 ``pause``; nothing elsewhere); compiled code only."""
+    raise TypeError("cpu_relax only works inside a compiled kernel")
+
+
+@functools.cache
+def _atomic_load_intrinsic():
+    from llvmlite import ir
+    from numba import types as nb_types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def atomic_load_intrinsic(typingctx, address):
+        if not isinstance(address, nb_types.Integer):
+            return None
+
+        def codegen(context, builder, sig, llargs):
+            ptr = builder.inttoptr(llargs[0], ir.IntType(64).as_pointer())
+            return builder.load_atomic(ptr, "seq_cst", 8)
+
+        return nb_types.int64(address), codegen
+
+    return atomic_load_intrinsic
+
+
+def _rmw_intrinsic(op):
+    from llvmlite import ir
+    from numba import types as nb_types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def rmw_intrinsic(typingctx, address, value):
+        if not isinstance(address, nb_types.Integer) or not isinstance(value, nb_types.Integer):
+            return None
+
+        def codegen(context, builder, sig, llargs):
+            i64 = ir.IntType(64)
+            ptr = builder.inttoptr(llargs[0], i64.as_pointer())
+            return builder.atomic_rmw(op, ptr, context.cast(builder, llargs[1], sig.args[1],
+                                                            nb_types.int64), "seq_cst")
+
+        return nb_types.int64(address, value), codegen
+
+    return rmw_intrinsic
+
+
+@functools.cache
+def _atomic_add_intrinsic():
+    return _rmw_intrinsic("add")
+
+
+@functools.cache
+def _atomic_swap_intrinsic():
+    return _rmw_intrinsic("xchg")
+
+
+@functools.cache
+def _cpu_relax_intrinsic():
+    import platform
+
+    from llvmlite import ir
+    from numba import types as nb_types
+    from numba.extending import intrinsic
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+    @intrinsic
+    def cpu_relax_intrinsic(typingctx):
+        def codegen(context, builder, sig, llargs):
+            if x86:
+                from numba.core import cgutils
+
+                pause = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+                builder.call(pause, [])
+            return context.get_dummy_value()
+
+        return nb_types.void(), codegen
+
+    return cpu_relax_intrinsic
+
+
+# stand-ins (plain Python functions that raise) -> the intrinsic compiled code calls
+_INTRINSICS = {call_c: _call_c_intrinsic, atomic_load: _atomic_load_intrinsic,
+               atomic_add: _atomic_add_intrinsic, atomic_swap: _atomic_swap_intrinsic,
+               cpu_relax: _cpu_relax_intrinsic}
 
 
 def kernel_dtype(dtype):

@@ -359,7 +359,7 @@ class Network(Passes):
         self._generation += 1
 
     def compiled_step(self, optimizer, X, y, batch_size, update=True, augment=None, rng=None,
-                      clip_norm=None, sam=None):
+                      clip_norm=None, sam=None, threads=1):
         """The whole training step as one compiled call, or None where it does not apply.
 
         Returns a :class:`CompiledStep` for the numba kernel set (None with
@@ -373,8 +373,11 @@ class Network(Passes):
         flipped as it is gathered, from draws of ``rng``. ``clip_norm`` and
         ``sam`` run gradient clipping and sharpness-aware minimisation
         inside the step (as :func:`fastnn.fit` does them around the Python
-        step). Compiles (or loads from the disk cache) here, for the types
-        of ``X`` and ``y``.
+        step). ``threads`` > 1 splits each step between that many threads
+        (:mod:`fastnn._team`; not with SAM, clipping or mixup, which then run
+        on one): run it with one BLAS thread, and call its ``close()`` when
+        done. Compiles (or loads from the disk cache) here, for the types of
+        ``X`` and ``y``.
         """
         if self.kernels != "numba" or _jit.kernel_dtype(self.dtype) is None or self.norms:
             return None
@@ -383,7 +386,7 @@ class Network(Passes):
         from .step import CompiledStep
 
         return CompiledStep(self, optimizer, X, y, batch_size, update, augment, rng, clip_norm,
-                            sam)
+                            sam, threads)
 
     # ------------------------------------------------------------- public API
     def _check_X(self, X):

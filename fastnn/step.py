@@ -45,8 +45,9 @@ import math
 
 import numpy as np
 
-from . import _blas, _jit, optimizers, settings
+from . import _blas, _jit, _team, optimizers, settings
 from ._jit import call_c, fused
+from ._team import barrier, share
 from .augment import _gather_augmented_fused, _mix_rows_fused
 from .gradnorm import _sum_squares_fused
 from .layout import B_START, B_STOP, BUF_START, N_IN, N_OUT, W_START
@@ -79,14 +80,13 @@ class CompiledStep:
     """
 
     def __init__(self, net, optimizer, X, y, batch_size, update, augment=None, rng=None,
-                 clip_norm=None, sam=None):
+                 clip_norm=None, sam=None, threads=1):
         self.net = net
         self.clip_norm, self.sam = float(clip_norm or 0), float(sam or 0)
         self.clips = self.clip_norm > 0  # the caller must not clip again
         self.augment = augment if augment is not None and augment.active else None
         self.rng = rng
         self.optimizer = optimizer
-        self.updates = bool(update) and _fusable(net, optimizer)
         self._X, self._y = X, y
         self._batch_size = batch_size
         self._gemm, self._gemv = _blas.gemm(net.dtype.name), _blas.gemv(net.dtype.name)
@@ -97,6 +97,15 @@ class CompiledStep:
         self._xb = np.empty((batch_size + 1) * net.n_features, dtype=net.dtype)
         self._yb = np.empty(batch_size, dtype=np.intp)
         self._generation = None
+        # a team of threads (fastnn._team) when asked and the step can be split
+        splittable = not (self.clip_norm or self.sam or (self.augment and self.augment.mixup))
+        self.threads = int(threads) if splittable else 1
+        self.updates = bool(update) and _fusable(net, optimizer, self.threads)
+        self._team = None
+        self._ctl = _team.control_block(1)
+        self._count = np.zeros(1, np.int64)
+        self._scalars = np.zeros(3, net.dtype)
+        self._idx = np.zeros(batch_size, np.intp)
         self._bind()
 
     def _bind(self):
@@ -136,12 +145,38 @@ class CompiledStep:
         self._head = (self._gemm, self._gemv, self._X, self._y)
         self._tail = (self._xb, self._yb, self._draws, net._flat, net._flat_grad,
                       net.layout.table(net._capacity), (bufs, bufs2), state, net._settings, u,
-                      self._record, self._saved, self._out)
+                      self._record, self._saved, self._out, self._ctl)
         args = (*self._head, np.zeros(1, np.intp), one, one, one, *self._tail)
-        self._kernel = _jit.specialized(
-            _train_step_fused, args, _act_forward=net._act.forward_fused,
-            _act_backward=net._act.backward_fused, _loss=net._loss.fused, _update=update)
+        kernels = dict(_act_forward=net._act.forward_fused,
+                       _act_backward=net._act.backward_fused, _loss=net._loss.fused,
+                       _update=update)
         self._generation = net._generation
+        self.close()
+        if self.threads > 1:
+            self._kernel = None
+            self._start_team(bufs, state, u, kernels)
+        else:
+            self._kernel = _jit.specialized(_train_step_fused, args, **kernels)
+
+    def _start_team(self, bufs, state, u, kernels):
+        net = self.net
+        work = (self._gemm, self._gemv, self._X, self._y, self._idx, self._count,
+                self._scalars, self._xb, self._yb, self._draws, net._flat, net._flat_grad,
+                net.layout.table(net._capacity), bufs, state, net._settings, u, self._record,
+                self._out)
+        ctl = _team.control_block(self.threads)
+        lead = _jit.specialized(_team.lead, (True, ctl, self.threads, work), _work=_team_step,
+                                **kernels)
+        loop = _jit.specialized(_team._loop, (1, self.threads, ctl, work), _work=_team_step,
+                                **kernels)
+        self._team = _team.Team(self.threads, lead, loop, work)
+
+    def close(self):
+        """Stop the team's worker threads, if any (idempotent; the step rebuilds them
+        when called again)."""
+        if self._team is not None:
+            self._team.close()
+            self._team = None
 
     def __call__(self, idx):
         net, opt = self.net, self.optimizer
@@ -180,16 +215,27 @@ class CompiledStep:
         penalty = net._penalty()
         out[3] = penalty
         self._last_mix = (lam, mu)
-        self._kernel(*self._head, idx, net._inv[n], lam, mu, *self._tail)
+        if self._kernel is None:
+            if self._team is None:
+                self._bind()
+            self._idx[:n] = idx
+            self._count[0] = n
+            scalars = self._scalars
+            scalars[0], scalars[1], scalars[2] = net._inv[n], lam, mu
+            self._team.run()
+        else:
+            self._kernel(*self._head, idx, net._inv[n], lam, mu, *self._tail)
         return out[0] / (n * net._terms_per_row) + penalty, int(out[1])
 
 
-def _fusable(net, optimizer):
-    """Whether the optimizer's update can run inside the compiled step."""
+def _fusable(net, optimizer, threads):
+    """Whether the optimizer's update can run inside the compiled step (split between a team's
+    ``threads`` as the optimizer's own threads would split it)."""
     return (getattr(optimizer, "_fused", None) is not None
             and getattr(optimizer, "kernels", None) == "numba"
             and len(optimizer._targets) == 1 and optimizer._targets[0] is net._flat
-            and (optimizer.threads == 1 or net.n_params < optimizers.PARALLEL_MIN_SIZE))
+            and (optimizer.threads == 1 or net.n_params < optimizers.PARALLEL_MIN_SIZE
+                 or threads > 1))
 
 
 @fused(None)
@@ -205,35 +251,65 @@ def _matmul(gemm, a, b, c, trans_a, trans_b, one):
 
 
 @fused(None)
-def _column_sums(gemv, delta, ones, db, one):
-    """``db = ones @ delta`` as the matrix-vector product NumPy's ``np.dot`` runs."""
+def _weight_grad(gemm, a, delta, dW, start, stop, one):
+    """Rows ``start:stop`` of ``dW = a.T @ delta`` (the columns ``start:stop`` of ``a``).
+
+    ``dW`` is the whole (n_in, n_out) gradient; for the whole range this is
+    the very call ``_matmul(gemm, a, delta, dW, True, False, one)`` makes.
+    """
+    if stop <= start:
+        return
+    n_in, n_out = dW.shape
+    size = a.itemsize
+    call_c(gemm, (np.int32(_blas.ROW_MAJOR), np.int32(_blas.TRANS), np.int32(_blas.NO_TRANS),
+                  np.int64(stop - start), np.int64(n_out), np.int64(a.shape[0]), one,
+                  a.ctypes.data + start * size, np.int64(n_in), delta.ctypes.data,
+                  np.int64(n_out), one - one, dW.ctypes.data + start * n_out * size,
+                  np.int64(n_out)))
+
+
+@fused(None)
+def _column_sums(gemv, delta, ones, db, one, start, stop):
+    """``db[start:stop] = ones @ delta[:, start:stop]``, the matrix-vector product NumPy's
+    ``np.dot`` runs (for the whole range)."""
+    if stop <= start:
+        return
     n, k = delta.shape
-    call_c(gemv, (np.int32(_blas.ROW_MAJOR), np.int32(_blas.TRANS), np.int64(n), np.int64(k),
-                  one, delta.ctypes.data, np.int64(k), ones.ctypes.data, np.int64(1), one - one,
-                  db.ctypes.data, np.int64(1)))
+    size = delta.itemsize
+    call_c(gemv, (np.int32(_blas.ROW_MAJOR), np.int32(_blas.TRANS), np.int64(n),
+                  np.int64(stop - start), one, delta.ctypes.data + start * size, np.int64(k),
+                  ones.ctypes.data, np.int64(1), one - one, db.ctypes.data + start * size,
+                  np.int64(1)))
 
 
 @fused(None)
 def _block(array, table, layer, n, width):
     """Rows ``:n`` of ``layer``'s block of a buffer laid out by the table (empty stays empty)."""
-    if array.size == 0:
-        return array[:0].reshape((0, width))
-    start = table[layer, BUF_START]
-    return array[start:start + n * width].reshape((n, width))
+    return _rows(array, table, layer, 0, n, width)
 
 
 @fused(None)
-def _gather(X, y, idx, xb, yb, draws, step, lam, mu):
-    """Rows ``idx`` of (X, y) into (xb, yb), shifted/flipped and mixed as ``step`` says."""
+def _rows(array, table, layer, start, stop, width):
+    """Rows ``start:stop`` of ``layer``'s block of a buffer laid out by the table."""
+    if array.size == 0:
+        return array[:0].reshape((0, width))
+    first = table[layer, BUF_START] + start * width
+    return array[first:first + (stop - start) * width].reshape((stop - start, width))
+
+
+@fused(None)
+def _gather(X, y, idx, xb, yb, draws, step, lam, mu, start, stop):
+    """Rows ``idx[start:stop]`` of (X, y) into (xb, yb), shifted/flipped (and, over the
+    whole batch, mixed) as ``step`` says; returns the whole batch (x, labels)."""
     n = idx.size
     n_features = X.shape[1]
-    for i in range(n):
+    for i in range(start, stop):
         yb[i] = y[idx[i]]
     if step.shift or step.flip:
-        _gather_augmented_fused(X, idx, xb, draws, step.shift, step.flip != 0, step.height,
-                                step.width)
+        _gather_augmented_fused(X, idx[start:stop], xb[start * n_features:], draws[start:stop],
+                                step.shift, step.flip != 0, step.height, step.width)
     else:
-        for i in range(n):
+        for i in range(start, stop):
             row = idx[i]
             for j in range(n_features):
                 xb[i * n_features + j] = X[row, j]
@@ -244,38 +320,51 @@ def _gather(X, y, idx, xb, yb, draws, step, lam, mu):
 
 
 @fused(None)
-def _forward(gemm, x, flat, table, bufs, s, drop):
-    """Forward pass (:meth:`Network._forward`); returns the logits block."""
+def _forward(gemm, x, flat, table, bufs, s, drop, start, stop):
+    """Forward pass (:meth:`Network._forward`) of rows ``start:stop``; returns the logits block.
+
+    Rows are independent, so each thread of a team runs its own rows.
+    """
     z_all, _, mask_all, dropped_all, pre_all, _ = bufs
-    n = x.shape[0]
+    m = stop - start
     one = s[0].one
     last = table.shape[0] - 1
-    a = x
-    z = x
+    a = x[start:stop]
+    z = a
     for layer in range(last + 1):
         n_in, n_out = table[layer, N_IN], table[layer, N_OUT]
         W = flat[table[layer, W_START]:table[layer, B_START]].reshape((n_in, n_out))
         b = flat[table[layer, B_START]:table[layer, B_STOP]]
-        z = _block(z_all, table, layer, n, n_out)
+        z = _rows(z_all, table, layer, start, stop, n_out)
         _matmul(gemm, a, W, z, False, False, one)
         if layer == last:
-            for i in range(n):
+            for i in range(m):
                 for j in range(n_out):
                     z[i, j] += b[j]
         else:
-            _act_forward(z, b, _block(pre_all, table, layer, n, n_out), s)
+            _act_forward(z, b, _rows(pre_all, table, layer, start, stop, n_out), s)
             a = z
             if drop:
-                a = _block(dropped_all, table, layer, n, n_out)
-                _dropout_fused(z, _block(mask_all, table, layer, n, n_out), a, s)
+                a = _rows(dropped_all, table, layer, start, stop, n_out)
+                _dropout_fused(z, _rows(mask_all, table, layer, start, stop, n_out), a, s)
     return z
 
 
 @fused(None)
-def _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, update):
-    """Backward pass (:meth:`Network._backward`), each layer's update right after it."""
+def _backward(tid, size, ctl, gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta,
+              update):
+    """Backward pass (:meth:`Network._backward`), each layer's update right after it.
+
+    Thread ``tid`` of a team of ``size`` (one thread: the whole of it) computes
+    the rows of each weight gradient it owns (a share of the layer's inputs)
+    with its bias columns, the rows of the next delta that are its batch rows,
+    and after the barrier that completes that delta (every thread is then done
+    reading W) updates the parameters it owns. All threads pass the same
+    barriers: one per layer.
+    """
     _, delta_all, mask_all, dropped_all, pre_all, ones = bufs
     n = x.shape[0]
+    start, stop = share(n, tid, size)
     one = s[0].one
     drop = s[0].drop_p != one - one
     decay = s[0].weight_decay != one - one
@@ -283,26 +372,32 @@ def _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, update
         n_in, n_out = table[layer, N_IN], table[layer, N_OUT]
         w0, b0, b1 = table[layer, W_START], table[layer, B_START], table[layer, B_STOP]
         W = flat[w0:b0].reshape((n_in, n_out))
-        a_prev = pre = mask = dropped = x
+        a_prev = dropped = x
         if layer:
             a_prev = _block(bufs[0], table, layer - 1, n, n_in)
-            pre = _block(pre_all, table, layer - 1, n, n_in)
             if drop:
-                mask = _block(mask_all, table, layer - 1, n, n_in)
                 dropped = _block(dropped_all, table, layer - 1, n, n_in)
-        _matmul(gemm, dropped if drop else a_prev, delta, grad[w0:b0].reshape((n_in, n_out)),
-                True, False, one)
-        _column_sums(gemv, delta, ones, grad[b0:b1], one)
-        if layer:
-            delta_prev = _block(delta_all, table, layer - 1, n, n_in)
-            _matmul(gemm, delta, W, delta_prev, False, True, one)
-            # NOTE: without dropout a_prev stands in for the unused mask.
-            _act_backward(delta_prev, a_prev, pre, mask if drop else a_prev, drop, s)
-            delta = delta_prev
+        i0, i1 = share(n_in, tid, size)
+        j0, j1 = share(n_out, tid, size)
+        _weight_grad(gemm, dropped if drop else a_prev, delta,
+                     grad[w0:b0].reshape((n_in, n_out)), i0, i1, one)
+        _column_sums(gemv, delta, ones, grad[b0:b1], one, j0, j1)
         if decay:
-            _weight_decay_fused(grad[w0:b0], flat[w0:b0], s)
+            _weight_decay_fused(grad[w0 + i0 * n_out:w0 + i1 * n_out],
+                                flat[w0 + i0 * n_out:w0 + i1 * n_out], s)
+        if layer:
+            a_own = _rows(bufs[0], table, layer - 1, start, stop, n_in)
+            pre = _rows(pre_all, table, layer - 1, start, stop, n_in)
+            mask = _rows(mask_all, table, layer - 1, start, stop, n_in) if drop else a_own
+            delta_prev = _rows(delta_all, table, layer - 1, start, stop, n_in)
+            _matmul(gemm, delta[start:stop], W, delta_prev, False, True, one)
+            # NOTE: without dropout a_own stands in for the unused mask.
+            _act_backward(delta_prev, a_own, pre, mask, drop, s)
+            barrier(ctl, tid, size)
+            delta = _block(delta_all, table, layer - 1, n, n_in)
         if update:
-            _update_slice(flat, grad, state, u, w0, b1)
+            _update_slice(flat, grad, state, u, w0 + i0 * n_out, w0 + i1 * n_out)
+            _update_slice(flat, grad, state, u, b0 + j0, b0 + j1)
 
 
 @fused(None)
@@ -314,16 +409,18 @@ def _update_slice(flat, grad, state, u, start, stop):
 
 
 @fused(None)
-def _pass(gemm, gemv, x, labels, flat, grad, table, bufs, state, s, u, inv_n, lam, mu, rec,
-          update, penalty):
+def _pass(ctl, gemm, gemv, x, labels, flat, grad, table, bufs, state, s, u, inv_n, lam, mu,
+          rec, update, penalty):
     """Forward, loss and (when the loss is finite) backward; returns (sum, correct, finite)."""
-    logits = _forward(gemm, x, flat, table, bufs, s, s[0].drop_p != s[0].one - s[0].one)
-    n, k = logits.shape
+    n = x.shape[0]
+    logits = _forward(gemm, x, flat, table, bufs, s, s[0].drop_p != s[0].one - s[0].one, 0, n)
+    k = logits.shape[1]
     delta = logits if rec.in_place else _block(bufs[1], table, table.shape[0] - 1, n, k)
     total, correct = _loss(logits, labels, delta, s, inv_n, lam, mu)
     finite = np.isfinite(total + penalty)
     if finite:
-        _backward(gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta, update)
+        _backward(0, 1, ctl, gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta,
+                  update)
     return total, correct, finite
 
 
@@ -349,7 +446,7 @@ def _sam_perturb(flat, grad, saved, rho):
 
 @fused(None)
 def _train_step_fused(gemm, gemv, X, y, idx, inv_n, lam, mu, xb, yb, draws, flat, grad, table,
-                      bufs, state, s, u, step, saved, out):
+                      bufs, state, s, u, step, saved, out, ctl):
     """One whole training step in one compiled call; reads like the Python step.
 
     Gather rows ``idx`` of (X, y) (augmented and mixed as the step record
@@ -365,12 +462,13 @@ def _train_step_fused(gemm, gemv, X, y, idx, inv_n, lam, mu, xb, yb, draws, flat
 
     ``out`` receives (summed loss, number correct, 1.0 if the step ran
     backward and the update, 0.0 if a loss was not finite and nothing was
-    changed); ``out[3]`` holds the weight-decay penalty on entry.
+    changed); ``out[3]`` holds the weight-decay penalty on entry. ``ctl``:
+    the control block of a team of one (:func:`fastnn._team.control_block`).
     """
     rec = step[0]
-    x, labels = _gather(X, y, idx, xb, yb, draws, rec, lam, mu)
+    x, labels = _gather(X, y, idx, xb, yb, draws, rec, lam, mu, 0, idx.size)
     whole = rec.sam > 0 or rec.clip_norm > 0  # the update needs the whole gradient first
-    total, correct, finite = _pass(gemm, gemv, x, labels, flat, grad, table, bufs[0], state, s,
+    total, correct, finite = _pass(ctl, gemm, gemv, x, labels, flat, grad, table, bufs[0], state, s,
                                    u, inv_n, lam, mu, rec, rec.update and not whole, out[3])
     out[0] = total
     out[1] = correct
@@ -379,7 +477,7 @@ def _train_step_fused(gemm, gemv, X, y, idx, inv_n, lam, mu, xb, yb, draws, flat
         return
     if rec.sam > 0:
         _sam_perturb(flat, grad, saved, rec.sam)
-        total2, _, finite = _pass(gemm, gemv, x, labels, flat, grad, table, bufs[1], state, s,
+        total2, _, finite = _pass(ctl, gemm, gemv, x, labels, flat, grad, table, bufs[1], state, s,
                                   u, inv_n, lam, mu, rec, False, out[3])
         for i in range(flat.size):
             flat[i] = saved[i]
@@ -395,3 +493,52 @@ def _train_step_fused(gemm, gemv, X, y, idx, inv_n, lam, mu, xb, yb, draws, flat
     if rec.update and whole:
         _update_slice(flat, grad, state, u, 0, flat.size)
     out[2] = 1.0
+
+
+@fused(None)
+def _team_step(tid, size, ctl, gemm, gemv, X, y, idx, count, scalars, xb, yb, draws, flat, grad,
+               table, bufs, state, s, u, step, out):
+    """Thread ``tid``'s share of one training step run by a team of ``size`` (:mod:`fastnn._team`).
+
+    The step of :func:`_train_step_fused` without SAM, clipping and mixup,
+    split so that the threads write disjoint memory between barriers: each
+    gathers and runs forward on its share of the batch rows (rows are
+    independent: no barrier), thread 0 runs the loss over the whole batch
+    (as the one-thread step does), and the backward pass splits each weight
+    gradient by its rows, each bias gradient by its columns and each delta
+    by its batch rows (:func:`_backward`). Every product keeps the operand
+    order and the inner dimension of the one-thread step; only the split of
+    rows and columns between BLAS calls differs (OpenBLAS's small-matrix
+    kernels round some of those differently: the result equals the
+    one-thread step's to rounding, and is the same for the same team size).
+
+    Inputs the caller writes before the run: ``idx[:count[0]]`` the batch
+    rows, ``scalars`` = (1/n, lam, mu), the dropout masks, ``out[3]`` the
+    weight-decay penalty. ``out`` then holds what :func:`_train_step_fused`
+    leaves there.
+    """
+    rec = step[0]
+    n = count[0]
+    inv_n, lam, mu = scalars[0], scalars[1], scalars[2]
+    start, stop = share(n, tid, size)
+    x, labels = _gather(X, y, idx[:n], xb, yb, draws, rec, lam, mu, start, stop)
+    drop = s[0].drop_p != s[0].one - s[0].one
+    _forward(gemm, x, flat, table, bufs, s, drop, start, stop)
+    barrier(ctl, tid, size)
+    last = table.shape[0] - 1
+    k = table[last, N_OUT]
+    logits = _block(bufs[0], table, last, n, k)
+    delta = logits if rec.in_place else _block(bufs[1], table, last, n, k)
+    if tid == 0:
+        total, correct = _loss(logits, labels, delta, s, inv_n, lam, mu)
+        out[0] = total
+        out[1] = correct
+        out[2] = 0.0
+    barrier(ctl, tid, size)
+    if not np.isfinite(out[0] + out[3]):
+        return
+    _backward(tid, size, ctl, gemm, gemv, x, flat, grad, table, bufs, state, s, u, delta,
+              rec.update)
+    barrier(ctl, tid, size)
+    if tid == 0:
+        out[2] = 1.0

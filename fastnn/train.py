@@ -65,6 +65,19 @@ def compiled_blas_threads_for(net, batch_size, budget):
     return 1 if _largest_product(net, batch_size) < limit else budget
 
 
+def team_threads_for(net, batch_size, budget):
+    """Threads that split the compiled step (:mod:`fastnn._team`): the whole budget.
+
+    Measured on 2 cores (Intel Xeon, OpenBLAS SkylakeX; bench/compare.py): a
+    team of 2 with one BLAS thread each beat the step on one thread with one
+    or two BLAS threads for 3x128, 3x256, 3x512 and 3x1024 at batch 16 to
+    1024 (3x1024 at batch 64: equal).
+    """
+    if budget < 2 or _threads.available_cpus() < 2:
+        return 1
+    return budget
+
+
 @contextlib.contextmanager
 def blas_threads(n):
     """Limit BLAS to ``n`` threads inside the block (no-op without threadpoolctl)."""
@@ -221,9 +234,13 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     loop = _Loop(net, optimizer, run_step, clip, average, callbacks, history)
     # Overflow on the way to a non-finite loss is reported once, as
     # TrainingDivergedError, not as a stream of RuntimeWarnings.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), blas_threads(n_threads):
-        loop.run(X, y, val, range(initial_epoch + 1, epochs + 1), batch,
-                 legacy.get("shuffle", True), rng)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                blas_threads(n_threads):
+            loop.run(X, y, val, range(initial_epoch + 1, epochs + 1), batch,
+                     legacy.get("shuffle", True), rng)
+    finally:
+        getattr(run_step, "close", _nothing)()  # a team's worker threads
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     if average is not None:
@@ -231,6 +248,10 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     for cb in callbacks:
         cb.on_train_end(history)
     return history
+
+
+def _nothing():
+    pass
 
 
 def _unpack(found, n_features):
@@ -356,10 +377,13 @@ def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, thre
     it follows :func:`compiled_blas_threads_for`. The Python step, with gaps
     between its products, follows :func:`blas_threads_for`.
     """
-    compiled = net.compiled_step(optimizer, X, y, batch, augment=augment, rng=rng,
-                                 clip_norm=clip_norm, sam=sam)
     budget = _threads.resolve(threads)
+    compiled = net.compiled_step(optimizer, X, y, batch, augment=augment, rng=rng,
+                                 clip_norm=clip_norm, sam=sam,
+                                 threads=team_threads_for(net, batch, budget))
     if compiled is not None:  # SAM and clipping run inside it
+        if compiled.threads > 1:  # each thread of the team calls BLAS on its own share
+            return compiled, 1
         return compiled, compiled_blas_threads_for(net, batch, budget)
     step = _PythonStep(net, X, y, batch, augment, rng)
     if sam:
@@ -378,6 +402,8 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
     run it inside ``blas_threads(n_threads)``, the BLAS threads ``fit``
     would use. With the numba kernels the step is compiled whole
     (:meth:`Network.compiled_step`), else it is the Python step.
+    ``step.close()`` stops the worker threads of a step split between
+    threads (they also stop when the step is garbage-collected).
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     inner, n_threads = _step_and_threads(net, optimizer, X, y, batch_size, clip_norm, augment,
@@ -388,6 +414,7 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
         _update_after(inner, net, optimizer, clip_norm)
         return loss, n_correct
 
+    step.close = getattr(inner, "close", _nothing)  # stops a team's worker threads
     return step, n_threads
 
 

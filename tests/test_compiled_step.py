@@ -29,7 +29,8 @@ def _train(compiled, optimizer="adam", epochs=2, batch=32, dtype="float32", fit_
     opt = optimizers.get(optimizer, net.params, kernels="numba", threads=1)
     if not compiled:
         net.compiled_step = lambda *args, **kwargs: None  # the Python step
-    history = fastnn.fit(net, opt, X, y, epochs=epochs, batch_size=batch, seed=1,
+    # one thread: a team splits the products and rounds otherwise (test_team.py)
+    history = fastnn.fit(net, opt, X, y, epochs=epochs, batch_size=batch, seed=1, threads=1,
                          **(fit_kw or {}))
     return net, opt, history
 
@@ -212,13 +213,25 @@ def test_numpys_blas_is_found_and_gives_numpys_products(dtype):
     ("skylakex", 16, 1), ("skylakex", 128, 1), ("skylakex", 1024, 2),
     ("haswell", 16, 2), ("", 16, 2)])
 def test_compiled_step_blas_threads_follow_the_blas_kernel(monkeypatch, kernel, batch, expected):
-    # one BLAS thread was faster with the SkylakeX kernel below 20M multiply-adds
+    # a step on one thread (no team): one BLAS thread was faster with the
+    # SkylakeX kernel below 20M multiply-adds
     monkeypatch.setattr(fastnn.train, "blas_kernel", lambda: kernel)
+    monkeypatch.setattr(fastnn.train, "team_threads_for", lambda *args: 1)
     X, y = _data(n=1024, features=784, classes=10)
     net = fastnn.Network([784, 128, 128, 128, 10], kernels="numba")
     opt = optimizers.get("adam", net.params, kernels="numba")
     _, threads = fastnn.train.make_step(net, opt, X, y, batch, threads=2)
     assert threads == expected
+
+
+def test_a_step_split_between_a_team_calls_blas_on_one_thread(monkeypatch):
+    monkeypatch.setattr(fastnn._threads, "available_cpus", lambda: 2)
+    X, y = _data(n=256, features=784, classes=10)
+    net = fastnn.Network([784, 128, 10], kernels="numba")
+    opt = optimizers.get("adam", net.params, kernels="numba")
+    step, threads = fastnn.train.make_step(net, opt, X, y, 64, threads=2)
+    step.close()
+    assert threads == 1
 
 
 def test_the_blas_kernel_is_named():

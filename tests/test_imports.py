@@ -9,7 +9,7 @@ import fastnn
 
 ENGINE = ["network", "layers", "activations", "losses", "optimizers", "_checks", "errors",
           "_jit", "_threads", "_blas", "_subnormal", "augment", "batchnorm", "layout",
-          "settings", "step", "gradnorm", "optimizer", "passes"]
+          "settings", "step", "gradnorm", "optimizer", "passes", "_team"]
 PACKAGE = Path(fastnn.__file__).parent
 
 

@@ -43,7 +43,7 @@ def _age(optimizer, kernels, dtype, steps, compiled=True, **hyper):
     opt = optimizers.get(optimizer, net.params, kernels=kernels, threads=1, **hyper)
     if not compiled:
         net.compiled_step = lambda *args, **kwargs: None  # the Python step
-    step, _ = make_step(net, opt, X, y, 16)
+    step, _ = make_step(net, opt, X, y, 16, threads=1)  # bit for bit: no team (test_team.py)
     idx = np.arange(16)
     for _ in range(3):
         step(idx)
