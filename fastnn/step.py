@@ -147,9 +147,9 @@ class CompiledStep:
                       net.layout.table(net._capacity), (bufs, bufs2), state, net._settings, u,
                       self._record, self._saved, self._out, self._ctl)
         args = (*self._head, np.zeros(1, np.intp), one, one, one, *self._tail)
-        kernels = dict(_act_forward=net._act.forward_fused,
-                       _act_backward=net._act.backward_fused, _loss=net._loss.fused,
-                       _update=update)
+        kernels = {"_act_forward": net._act.forward_fused,
+                   "_act_backward": net._act.backward_fused, "_loss": net._loss.fused,
+                   "_update": update}
         self._generation = net._generation
         self.close()
         if self.threads > 1:
