@@ -43,6 +43,7 @@ STEP_FIELDS = {
     "mix": "1: mixup blends the rows and targets",
     "clip_norm": "clip the gradient to this global L2 norm before the update (0: off)",
     "sam": "sharpness-aware minimisation radius rho (0: off)",
+    "columns": "1: a team splits the forward and delta products by columns (else batch rows)",
 }
 _FLOAT_STEP_FIELDS = ("clip_norm", "sam")  # float64; the others int64
 

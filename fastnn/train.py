@@ -71,7 +71,9 @@ def team_threads_for(net, batch_size, budget):
     Measured on 2 cores (Intel Xeon, OpenBLAS SkylakeX; bench/compare.py): a
     team of 2 with one BLAS thread each beat the step on one thread with one
     or two BLAS threads for 3x128, 3x256, 3x512 and 3x1024 at batch 16 to
-    1024 (3x1024 at batch 64: equal).
+    1024 (at 3x128: 1.5-1.8x at batch 16 to 256, 1.13x at 1024; 3x1024 at
+    batch 64: 1.3x, with the products split by columns,
+    :func:`fastnn.step.split_by_columns`).
     """
     if budget < 2 or _threads.available_cpus() < 2:
         return 1

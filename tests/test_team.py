@@ -54,6 +54,30 @@ def test_a_team_gives_the_same_bits_every_time_for_the_same_size(threads):
     np.testing.assert_allclose(a[0].params.flat, one[0].params.flat, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_products_split_by_columns_train_as_one_thread_does(monkeypatch, dropout):
+    # wide layers with few rows a thread split each product by its columns
+    import fastnn.step
+
+    monkeypatch.setattr(fastnn.step, "COLUMN_SPLIT_WIDTH", 1)
+    monkeypatch.setattr(fastnn.step, "COLUMN_SPLIT_ROWS", 10**6)
+    seen = []
+    original = fastnn.step.CompiledStep._bind
+
+    def spy(self):
+        original(self)
+        seen.append(int(self._record[0]["columns"]))
+
+    monkeypatch.setattr(fastnn.step.CompiledStep, "_bind", spy)
+    kw = {"dropout": dropout, "weight_decay": 1e-3}
+    one, two = _run(1, "adam", **kw), _run(2, "adam", **kw)
+    assert seen == [0, 1]
+    np.testing.assert_allclose(two[0].params.flat, one[0].params.flat, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(two[2]["loss"], one[2]["loss"], rtol=1e-5)
+    again = _run(2, "adam", **kw)
+    np.testing.assert_array_equal(again[0].params.flat, two[0].params.flat)
+
+
 def test_short_last_batch_and_augmentation_split_as_well():
     X, y = _data(features=64)
     results = []
