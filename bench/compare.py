@@ -48,18 +48,25 @@ import numpy as np
 import fastnn
 from bench.common import age_state, blas_info, cpu_info, layer_sizes, step_flops
 from bench.textbook import TextbookMLP
-from fastnn import _threads
+from fastnn import _blas, _jit, _team, _threads
 from fastnn._atomic import atomic_open, atomic_write_bytes
+from fastnn._jit import fused
+from fastnn._team import barrier, share
+from fastnn.step import _gemm, _matmul, _weight_grad
 from fastnn.train import blas_threads, make_step
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
 HYPER = {"lr": 1e-3, "momentum": 0.9, "beta": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 KERNEL_SETS = ("numba", "numpy")
-# Targets of the fused-kernel issue: fastnn (numba) / the best peer (3x128, Adam).
-PEER_TARGETS = {16: 1.3, 64: 1.1, 256: 1.2, 1024: 1.0}
-WIDE_TARGET = 1.0
-# The step against its own matrix products timed in sequence: at most this ratio.
-GEMM_RATIO_TARGETS = {16: 1.6, 256: 1.25, 1024: 1.25}
+# Targets of "ahead of JAX at every size" (#25): fastnn (numba) / the best of
+# JAX's jit step and lax.scan epoch, and the step / its own matrix products,
+# by (width, batch).
+JAX_TARGETS = {(128, 16): 1.2, (128, 64): 1.2, (128, 256): 1.2, (128, 1024): 1.1,
+               (1024, 64): 1.1}
+GEMM_RATIO_TARGETS = {(128, 16): 1.6, (128, 64): 1.3, (128, 256): 1.15, (128, 1024): 1.15,
+                      (1024, 64): 1.1}
+PEER_TARGETS = {batch: JAX_TARGETS[128, batch] for batch in (16, 64, 256, 1024)}
+WIDE_TARGET = JAX_TARGETS[1024, 64]
 UPDATE_BOUND_TARGET = 1.3
 # Array passes of each optimizer's one-pass update: arrays read + arrays written.
 UPDATE_ARRAYS = {"sgd": 3, "momentum": 5, "nag": 5, "rmsprop": 5, "adam": 7, "nadam": 7}
@@ -142,12 +149,12 @@ def torch_variants(torch, width, batch, optimizer, X_t, y_t):
     """Every PyTorch setting that 'at its best' takes the fastest of."""
     out = {}
     for threads in (1, 2):
-        for fused in (False, True):
+        for fused_opt in (False, True):
             try:
-                run = torch_runner(torch, width, batch, optimizer, threads, fused, X_t, y_t)
+                run = torch_runner(torch, width, batch, optimizer, threads, fused_opt, X_t, y_t)
             except (RuntimeError, TypeError, ValueError):  # no fused variant of this one
                 continue
-            out[f"torch {threads}t{' fused' if fused else ''}"] = run
+            out[f"torch {threads}t{' fused' if fused_opt else ''}"] = run
     return out
 
 
@@ -285,7 +292,13 @@ def _timed(fn, repeat=1):
 
 
 def step_vs_products(width, batch, kernels):
-    """Seconds per steady-state training step and for its matrix products alone."""
+    """Seconds per steady-state training step and for its matrix products alone.
+
+    The products run as the step runs them: in sequence with the BLAS
+    threads the step gets, or, for a step split between a team of threads,
+    on a team of the same size with the same split and barriers
+    (:func:`_team_products`).
+    """
     net = fastnn.Network(layer_sizes(width), seed=0, kernels=kernels)
     opt = fastnn.optimizers.get("adam", net.params, kernels=kernels, **HYPER)
     rng = np.random.default_rng(0)
@@ -305,16 +318,84 @@ def step_vs_products(width, batch, kernels):
                 np.matmul(acts[i + 1], W.T, out=outs[i])
 
     step, threads = training_step(net, opt, X, y)
-    repeat = max(3, 20000 // batch)
-    with blas_threads(threads):
-        step()
-        age_state(net, opt)  # the steady state's optimizer state
-        products()
-        t_step = t_prod = float("inf")
-        for _ in range(5):  # interleaved, best of 5
-            t_step = min(t_step, _timed(step, repeat))
-            t_prod = min(t_prod, _timed(products, repeat))
+    team = None
+    if step.threads > 1:
+        team = products_team(net, batch, step.threads, acts, Ws, outs, dWs)
+        products = team.run
+    repeat = max(3, 20000 // batch // max(1, width // 256))
+    try:
+        with blas_threads(threads):
+            step()
+            age_state(net, opt)  # the steady state's optimizer state
+            products()
+            t_step = t_prod = float("inf")
+            for _ in range(5):  # interleaved, best of 5
+                t_step = min(t_step, _timed(step, repeat))
+                t_prod = min(t_prod, _timed(products, repeat))
+    finally:
+        step.close()
+        if team is not None:
+            team.close()
     return t_step, t_prod
+
+
+@fused(None)
+def _team_products(tid, size, ctl, gemm, acts, Ws, outs, dWs, columns, one):
+    """Thread ``tid``'s share of one step's matrix products, split as the team step splits them.
+
+    ``acts`` the layer inputs (and the logits), ``outs`` stand for the
+    deltas; the same BLAS calls and barriers as :func:`fastnn.step._team_step`,
+    without the element-wise work, the loss and the update.
+    """
+    n = acts[0].shape[0]
+    start, stop = share(n, tid, size)
+    size_of = acts[0].itemsize
+    if columns:
+        barrier(ctl, tid, size)
+    for layer in range(len(Ws)):
+        W = Ws[layer]
+        n_in, n_out = W.shape
+        if columns:
+            j0, j1 = share(n_out, tid, size)
+            _gemm(gemm, False, False, n, j1 - j0, n_in, acts[layer].ctypes.data, n_in,
+                  W.ctypes.data + j0 * size_of, n_out, acts[layer + 1].ctypes.data + j0 * size_of,
+                  n_out, one)
+            barrier(ctl, tid, size)
+            if layer + 1 < len(Ws):
+                barrier(ctl, tid, size)
+        else:
+            _matmul(gemm, acts[layer][start:stop], W, acts[layer + 1][start:stop], False, False,
+                    one)
+    barrier(ctl, tid, size)
+    barrier(ctl, tid, size)  # the loss
+    for layer in range(len(Ws) - 1, -1, -1):
+        W = Ws[layer]
+        n_in, n_out = W.shape
+        i0, i1 = share(n_in, tid, size)
+        _weight_grad(gemm, acts[layer], acts[layer + 1], dWs[layer], i0, i1, one)
+        if layer:
+            if columns:
+                _gemm(gemm, False, True, n, i1 - i0, n_out, acts[layer + 1].ctypes.data, n_out,
+                      W.ctypes.data + i0 * n_out * size_of, n_out,
+                      outs[layer].ctypes.data + i0 * size_of, n_in, one)
+                barrier(ctl, tid, size)
+            else:
+                _matmul(gemm, acts[layer + 1][start:stop], W, outs[layer][start:stop], False,
+                        True, one)
+            barrier(ctl, tid, size)
+    barrier(ctl, tid, size)
+
+
+def products_team(net, batch, size, acts, Ws, outs, dWs):
+    """A :class:`fastnn._team.Team` whose run is one step's products (:func:`_team_products`)."""
+    columns = fastnn.step.split_by_columns(net, batch, size)
+    one = net.dtype.type(1)
+    args = (_blas.gemm(net.dtype.name), tuple(acts), tuple(Ws), tuple(outs), tuple(dWs),
+            columns, one)
+    ctl = _team.control_block(size)
+    lead = _jit.specialized(_team.lead, (True, ctl, size, args), _work=_team_products)
+    loop = _jit.specialized(_team._loop, (1, size, ctl, args), _work=_team_products)
+    return _team.Team(size, lead, loop, args)
 
 
 def training_step(net, opt, X, y):
@@ -322,7 +403,13 @@ def training_step(net, opt, X, y):
     y = np.ascontiguousarray(y, dtype=np.intp)
     step, threads = make_step(net, opt, X, y, X.shape[0])
     idx = np.arange(X.shape[0])
-    return (lambda: step(idx)), threads
+
+    def run():
+        return step(idx)
+
+    run.close = step.close
+    run.threads = getattr(step, "threads", 1)
+    return run, threads
 
 
 def copy_bandwidth(n):
@@ -477,6 +564,36 @@ def _us(seconds):
     return f"{seconds * 1e6:.0f} us" if seconds < 0.01 else f"{seconds * 1e3:.2f} ms"
 
 
+def _targets_table(results):
+    """The targets of "ahead of JAX at every size" (#25), from the rows measured below."""
+    rows = {(128, r["batch"]): r for r in results["adam"]}
+    rows[results["wide"]["width"], results["wide"]["batch"]] = results["wide"]
+    ratios = {(r.get("width", 128), r["batch"]): r["step"] / r["products"]
+              for r in results["gemm_ratio"] if r["kernels"] == "numba"}
+    lines = [
+        "## Targets: fastnn against JAX, and against its own matrix products",
+        "",
+        ("fastnn (numba) samples/s over the best of JAX's `jax.jit` step and `lax.scan` "
+         "epoch, from the tables below (one interleaved run), and the step over its own matrix "
+         "products (the last table)."),
+        "",
+        "| case | fastnn | JAX best | fastnn / JAX (target) | step / products (target) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, target in JAX_TARGETS.items():
+        row = rows.get(key)
+        if row is None:
+            continue
+        jax_best = _best(row["all"], "jax")
+        name = f"3x{key[0]}, batch {key[1]}"
+        vs_jax = (f"{row['fastnn'] / jax_best[1]:.2f}x ({target}x)" if jax_best else "-")
+        ratio = ratios.get(key)
+        vs_products = (f"{ratio:.2f}x ({GEMM_RATIO_TARGETS[key]}x)" if ratio else "-")
+        lines.append(f"| {name} | {_fmt(row['fastnn'])} | "
+                     f"{_fmt(jax_best[1]) if jax_best else '-'} | {vs_jax} | {vs_products} |")
+    return lines + [""]
+
+
 def write_report(results, out_dir, command):
     out_dir.mkdir(parents=True, exist_ok=True)
     m = results["machine"]
@@ -496,9 +613,11 @@ def write_report(results, out_dir, command):
          f"passes that train at least {results.get('warmup_steps', 0):,} steps (at least one "
          "pass), so that the optimizer state has aged. fastnn runs "
          "as `fastnn.fit` runs it, once with each kernel set: with numba the step is compiled "
-         "whole, on both BLAS threads (with OpenBLAS's SkylakeX kernel on one below "
-         f"{fastnn.train.COMPILED_SINGLE_THREAD_MACS['skylakex']:,} multiply-adds in the largest "
-         "product); the NumPy kernels run the Python step, on one BLAS "
+         f"whole and split between a team of {m['cpus']} threads with one BLAS thread each "
+         "(fastnn/_team.py; the products split by batch rows, or by columns for layers of at "
+         f"least {fastnn.step.COLUMN_SPLIT_WIDTH} units with fewer than "
+         f"{fastnn.step.COLUMN_SPLIT_ROWS} rows a thread); the NumPy kernels run the Python "
+         "step, on one BLAS "
          f"thread below {fastnn.train.SINGLE_THREAD_MACS:,} multiply-adds in the largest "
          "product, else all. PyTorch is the fastest "
          "of 1 and 2 threads and of its default and fused optimizer per row; JAX the faster of "
@@ -508,6 +627,7 @@ def write_report(results, out_dir, command):
          f"{results['peak64'][2]:.0f}. This machine is shared and noisy: compare within one run."),
         "",
     ]
+    lines += _targets_table(results)
     if results.get("by_epoch"):
         lines += [
             "## Samples/s by epoch: does it slow down as training goes on?",
@@ -570,18 +690,21 @@ def write_report(results, out_dir, command):
                if torch_best else "- | - |"))
     lines += [
         "",
-        "## Step against its own matrix products (3x128, Adam)",
+        "## Step against its own matrix products (Adam)",
         "",
-        ("The ten matrix products of one step timed alone, in sequence, with the BLAS threads "
-         "the step uses, interleaved with the step (forward, loss, backward and the Adam "
-         "update), best of 5."),
+        ("The matrix products of one step (ten for three hidden layers) timed alone, "
+         "interleaved with the step (gather, forward, loss, backward and the Adam update), "
+         "best of 5, on the same data. The products run as the step runs them: split between "
+         "the same team of threads with the same barriers (numba), or in sequence with the "
+         "BLAS threads the step gets (numpy)."),
         "",
-        "| batch | kernels | step | its 10 matrix products | ratio (target) |",
-        "|---|---|---|---|---|",
+        "| network | batch | kernels | step | its matrix products | ratio (target) |",
+        "|---|---|---|---|---|---|",
     ]
     for row in results["gemm_ratio"]:
-        target = GEMM_RATIO_TARGETS.get(row["batch"], "-")
-        lines.append(f"| {row['batch']} | {row['kernels']} | {_us(row['step'])} "
+        width = row.get("width", 128)
+        target = GEMM_RATIO_TARGETS.get((width, row["batch"]), "-")
+        lines.append(f"| 3x{width} | {row['batch']} | {row['kernels']} | {_us(row['step'])} "
                      f"| {_us(row['products'])} | {row['step'] / row['products']:.2f}x "
                      f"({target}x) |")
     for upd in results["updates"]:
@@ -799,11 +922,11 @@ def main(argv=None):
             results["optimizers"].append(compare(width, 64, name, Xs, ys, with_textbook=False,
                                                  with_jax=False))
     results["gemm_ratio"] = []
-    for batch in sorted({16, *(b for b in args.batches if b >= 256)}):
+    for width, batch in GEMM_RATIO_TARGETS:
         for kernels in KERNEL_SETS:
-            t_step, t_prod = step_vs_products(128, batch, kernels)
-            results["gemm_ratio"].append({"batch": batch, "kernels": kernels, "step": t_step,
-                                          "products": t_prod})
+            t_step, t_prod = step_vs_products(width, batch, kernels)
+            results["gemm_ratio"].append({"width": width, "batch": batch, "kernels": kernels,
+                                          "step": t_step, "products": t_prod})
     results["updates"] = [update_benchmark(n, torch) for n in
                           (fastnn.Network(layer_sizes(128)).n_params,
                            fastnn.Network(layer_sizes(1024)).n_params)]

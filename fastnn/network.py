@@ -374,7 +374,7 @@ class Network(Passes):
         ``sam`` run gradient clipping and sharpness-aware minimisation
         inside the step (as :func:`fastnn.fit` does them around the Python
         step). ``threads`` > 1 splits each step between that many threads
-        (:mod:`fastnn._team`; not with SAM, clipping or mixup, which then run
+        (:mod:`fastnn._team`; not with SAM or clipping, which then run
         on one): run it with one BLAS thread, and call its ``close()`` when
         done. Compiles (or loads from the disk cache) here, for the types of
         ``X`` and ``y``.

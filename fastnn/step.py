@@ -53,7 +53,6 @@ from .gradnorm import _sum_squares_fused
 from .layout import B_START, B_STOP, BUF_START, N_IN, N_OUT, W_START
 from .passes import _dropout_fused, _weight_decay_fused
 
-
 # A team splits the products by columns below this many batch rows a thread,
 # for layers at least this wide (split_by_columns).
 COLUMN_SPLIT_ROWS = 64
@@ -98,14 +97,14 @@ class CompiledStep:
         self._record = np.zeros(1, settings.step_dtype())
         self._draws = np.zeros((batch_size, 3))
         self._out = np.zeros(4)
-        # the batch, then one row of scratch for mixup
-        self._xb = np.empty((batch_size + 1) * net.n_features, dtype=net.dtype)
         self._yb = np.empty(batch_size, dtype=np.intp)
         self._generation = None
         # a team of threads (fastnn._team) when asked and the step can be split
-        splittable = not (self.clip_norm or self.sam or (self.augment and self.augment.mixup))
+        splittable = not (self.clip_norm or self.sam)  # they need the whole gradient
         self.threads = int(threads) if splittable else 1
         self.updates = bool(update) and _fusable(net, optimizer, self.threads)
+        # the batch, then one row of scratch for mixup a thread
+        self._xb = np.empty((batch_size + self.threads) * net.n_features, dtype=net.dtype)
         self._team = None
         self._ctl = _team.control_block(1)
         self._count = np.zeros(1, np.int64)
@@ -330,13 +329,38 @@ def _rows(array, table, layer, start, stop, width):
 
 
 @fused(None)
-def _gather(X, y, idx, xb, yb, draws, step, lam, mu, start, stop):
-    """Rows ``idx[start:stop]`` of (X, y) into (xb, yb), shifted/flipped (and, over the
-    whole batch, mixed) as ``step`` says; returns the whole batch (x, labels)."""
+def _gather(X, y, idx, xb, yb, draws, step, lam, mu, start, stop, scratch):
+    """Rows ``idx[start:stop]`` of (X, y) into (xb, yb), shifted/flipped and mixed as ``step``
+    says; returns the whole batch (x, labels). ``scratch``: one row of this thread's own.
+
+    Mixup blends row i with row i + 1 (the last with the first): a thread
+    that holds only part of the batch gathers the row after its part into
+    ``scratch`` itself, as that row's own thread gathers it, so the threads
+    need not wait for one another.
+    """
     n = idx.size
     n_features = X.shape[1]
     for i in range(start, stop):
         yb[i] = y[idx[i]]
+    _gather_rows(X, idx, xb, draws, step, start, stop)
+    x = xb[:n * n_features].reshape((n, n_features))
+    if step.mix:
+        if start == 0 and stop == n:
+            _mix_rows_fused(x, lam, mu, scratch)
+        elif stop > start:
+            after = stop % n
+            _gather_rows(X, idx[after:after + 1], scratch, draws[after:after + 1], step, 0, 1)
+            for i in range(start, stop):
+                for j in range(n_features):
+                    nxt = x[i + 1, j] if i + 1 < stop else scratch[j]
+                    x[i, j] = x[i, j] * lam + nxt * mu
+    return x, yb[:n]
+
+
+@fused(None)
+def _gather_rows(X, idx, xb, draws, step, start, stop):
+    """Rows ``idx[start:stop]`` of X into rows ``start:stop`` of xb (flat), shifted/flipped."""
+    n_features = X.shape[1]
     if step.shift or step.flip:
         _gather_augmented_fused(X, idx[start:stop], xb[start * n_features:], draws[start:stop],
                                 step.shift, step.flip != 0, step.height, step.width)
@@ -345,10 +369,6 @@ def _gather(X, y, idx, xb, yb, draws, step, lam, mu, start, stop):
             row = idx[i]
             for j in range(n_features):
                 xb[i * n_features + j] = X[row, j]
-    x = xb[:n * n_features].reshape((n, n_features))
-    if step.mix:
-        _mix_rows_fused(x, lam, mu, xb[xb.size - n_features:])
-    return x, yb[:n]
 
 
 @fused(None)
@@ -530,7 +550,8 @@ def _train_step_fused(gemm, gemv, X, y, idx, inv_n, lam, mu, xb, yb, draws, flat
     the control block of a team of one (:func:`fastnn._team.control_block`).
     """
     rec = step[0]
-    x, labels = _gather(X, y, idx, xb, yb, draws, rec, lam, mu, 0, idx.size)
+    x, labels = _gather(X, y, idx, xb, yb, draws, rec, lam, mu, 0, idx.size,
+                        xb[xb.size - X.shape[1]:])
     whole = rec.sam > 0 or rec.clip_norm > 0  # the update needs the whole gradient first
     total, correct, finite = _pass(ctl, gemm, gemv, x, labels, flat, grad, table, bufs[0], state, s,
                                    u, inv_n, lam, mu, rec, rec.update and not whole, out[3])
@@ -564,7 +585,7 @@ def _team_step(tid, size, ctl, gemm, gemv, X, y, idx, count, scalars, xb, yb, dr
                table, bufs, state, s, u, step, out):
     """Thread ``tid``'s share of one training step run by a team of ``size`` (:mod:`fastnn._team`).
 
-    The step of :func:`_train_step_fused` without SAM, clipping and mixup,
+    The step of :func:`_train_step_fused` without SAM and clipping,
     split so that the threads write disjoint memory between barriers: each
     gathers and runs forward on its share of the batch rows (rows are
     independent: no barrier), thread 0 runs the loss over the whole batch
@@ -585,7 +606,9 @@ def _team_step(tid, size, ctl, gemm, gemv, X, y, idx, count, scalars, xb, yb, dr
     n = count[0]
     inv_n, lam, mu = scalars[0], scalars[1], scalars[2]
     start, stop = share(n, tid, size)
-    x, labels = _gather(X, y, idx[:n], xb, yb, draws, rec, lam, mu, start, stop)
+    n_features = X.shape[1]
+    scratch = xb[xb.size - (size - tid) * n_features:xb.size - (size - tid - 1) * n_features]
+    x, labels = _gather(X, y, idx[:n], xb, yb, draws, rec, lam, mu, start, stop, scratch)
     drop = s[0].drop_p != s[0].one - s[0].one
     columns = rec.columns != 0
     _forward(gemm, x, flat, table, bufs, s, drop, start, stop, tid, size, ctl, columns)

@@ -404,8 +404,9 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
     run it inside ``blas_threads(n_threads)``, the BLAS threads ``fit``
     would use. With the numba kernels the step is compiled whole
     (:meth:`Network.compiled_step`), else it is the Python step.
-    ``step.close()`` stops the worker threads of a step split between
-    threads (they also stop when the step is garbage-collected).
+    ``step.threads`` is the number of threads the step is split between
+    (:mod:`fastnn._team`); ``step.close()`` stops their workers (they also
+    stop when the step is garbage-collected).
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     inner, n_threads = _step_and_threads(net, optimizer, X, y, batch_size, clip_norm, augment,
@@ -417,6 +418,7 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
         return loss, n_correct
 
     step.close = getattr(inner, "close", _nothing)  # stops a team's worker threads
+    step.threads = getattr(inner, "threads", 1)  # the team's size (1: not split)
     return step, n_threads
 
 

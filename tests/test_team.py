@@ -78,17 +78,20 @@ def test_products_split_by_columns_train_as_one_thread_does(monkeypatch, dropout
     np.testing.assert_array_equal(again[0].params.flat, two[0].params.flat)
 
 
-def test_short_last_batch_and_augmentation_split_as_well():
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("mixup", [0.0, 0.4])
+def test_short_last_batch_augmentation_and_mixup_split_as_well(threads, mixup):
     X, y = _data(features=64)
     results = []
-    for threads in (1, 2):
+    for size in (1, threads):
         net = fastnn.Network([64, 16, 4], seed=0, kernels="numba")
         opt = optimizers.get("momentum", net.params, kernels="numba", threads=1)
-        aug = fastnn.augment.Augmentation(shift=1, flip=True, image_shape=(8, 8))
-        fastnn.fit(net, opt, X, y, epochs=2, batch_size=64, seed=2, threads=threads,
-                   features=[aug])
-        results.append(net.params.flat.copy())
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-6)
+        aug = fastnn.augment.Augmentation(shift=1, flip=True, image_shape=(8, 8), mixup=mixup)
+        history = fastnn.fit(net, opt, X, y, epochs=2, batch_size=64, seed=2, threads=size,
+                             features=[aug])
+        results.append((net.params.flat.copy(), history["loss"]))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5)
 
 
 def test_fit_splits_the_step_only_when_it_can(monkeypatch):
@@ -104,7 +107,8 @@ def test_fit_splits_the_step_only_when_it_can(monkeypatch):
     _run(2)
     _run(1)
     _run(2, fit_kw={"clip_norm": 0.1})  # the global norm: one thread
-    assert made == [2, 1, 1]
+    _run(2, fit_kw={"features": [fastnn.augment.Augmentation(mixup=0.2)]})
+    assert made == [2, 1, 1, 2]
 
 
 def test_fit_stops_its_workers():
