@@ -53,10 +53,10 @@ from .gradnorm import _sum_squares_fused
 from .layout import B_START, B_STOP, BUF_START, N_IN, N_OUT, W_START
 from .passes import _dropout_fused, _weight_decay_fused
 
-# A team splits the products by columns below this many batch rows a thread,
-# for layers at least this wide (split_by_columns).
-COLUMN_SPLIT_ROWS = 64
+# A team splits the products by columns for layers at least this wide with at
+# most width / ratio batch rows a thread (split_by_columns).
 COLUMN_SPLIT_WIDTH = 256
+COLUMN_SPLIT_RATIO = 8
 
 # The kernels the step calls by these names are bound per network, from the
 # registries (CompiledStep._bind): these stand-ins are never called.
@@ -237,17 +237,15 @@ class CompiledStep:
 def split_by_columns(net, batch_size, threads):
     """Whether a team splits the forward and delta products by columns rather than batch rows.
 
-    By columns when a thread's share of the batch has fewer rows than
-    :data:`COLUMN_SPLIT_ROWS` and the widest layer at least
-    :data:`COLUMN_SPLIT_WIDTH` outputs. Measured with a team of 2 (Intel
-    Xeon, OpenBLAS SkylakeX, Adam, samples/s): 3x1024 at batch 64 8,989 by
-    columns against 7,101 by rows, at batch 16 3,783 against 2,595; 3x256
-    at batch 16 and 64 1.32x and 1.17x; but 3x128 at batch 16 and 64 0.95x,
-    3x256 at batch 256 0.95x, 3x512 at batch 256 0.96x, 3x1024 at batch 1024
-    0.97x.
+    By columns when the widest layer has at least :data:`COLUMN_SPLIT_WIDTH`
+    units and a thread's share of the batch at most 1/:data:`COLUMN_SPLIT_RATIO`
+    of that many rows. Measured with a team of 2 (Intel Xeon, OpenBLAS
+    SkylakeX, Adam, samples/s by columns over by rows): 3x1024 at batch 64
+    1.27x, 128 1.14x, 256 1.05x, 1024 0.97x; 3x512 at 64 1.21x, 256 0.96x;
+    3x256 at 16 1.32x, 64 1.17x, 256 0.95x; 3x128 at 16 0.95x, 64 0.95x.
     """
     width = max(layer.n_out for layer in net.layers)
-    return batch_size // threads < COLUMN_SPLIT_ROWS and width >= COLUMN_SPLIT_WIDTH
+    return width >= COLUMN_SPLIT_WIDTH and batch_size // threads <= width // COLUMN_SPLIT_RATIO
 
 
 def _fusable(net, optimizer, threads):

@@ -60,7 +60,7 @@ def test_products_split_by_columns_train_as_one_thread_does(monkeypatch, dropout
     import fastnn.step
 
     monkeypatch.setattr(fastnn.step, "COLUMN_SPLIT_WIDTH", 1)
-    monkeypatch.setattr(fastnn.step, "COLUMN_SPLIT_ROWS", 10**6)
+    monkeypatch.setattr(fastnn.step, "COLUMN_SPLIT_RATIO", 1)
     seen = []
     original = fastnn.step.CompiledStep._bind
 
