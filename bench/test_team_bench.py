@@ -50,3 +50,15 @@ def test_team_levers_trains_each_way(way):
     y = rng.integers(0, 10, 64)
     assert team_levers.rate(16, 16, X, y, way, 0) > 0
     assert len(layer_sizes(16)) == 5
+
+
+def test_profile_wide_measures_the_team_step(monkeypatch):
+    from bench import profile_wide
+
+    monkeypatch.setattr(profile_wide, "WIDTH", 16)
+    monkeypatch.setattr(profile_wide, "_best", lambda fn, repeat, rounds=5: (fn(), 1.0)[1])
+    rng = np.random.default_rng(0)
+    X = rng.random((128, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 128).astype(np.intp)
+    found = profile_wide.fastnn_steps(X, y)
+    assert len(found) == 3 and all(v >= 0 for v in found.values())
