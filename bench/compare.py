@@ -52,7 +52,7 @@ from fastnn import _blas, _jit, _team, _threads
 from fastnn._atomic import atomic_open, atomic_write_bytes
 from fastnn._jit import fused
 from fastnn._team import barrier, share
-from fastnn.step import _gemm, _matmul, _weight_grad
+from fastnn.step import _delta_columns, _forward_columns, _matmul, _weight_grad
 from fastnn.train import blas_threads, make_step
 
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
@@ -349,17 +349,14 @@ def _team_products(tid, size, ctl, gemm, acts, Ws, outs, dWs, columns, one):
     """
     n = acts[0].shape[0]
     start, stop = share(n, tid, size)
-    size_of = acts[0].itemsize
     if columns:
         barrier(ctl, tid, size)
     for layer in range(len(Ws)):
         W = Ws[layer]
-        n_in, n_out = W.shape
+        n_out = W.shape[1]
         if columns:
             j0, j1 = share(n_out, tid, size)
-            _gemm(gemm, False, False, n, j1 - j0, n_in, acts[layer].ctypes.data, n_in,
-                  W.ctypes.data + j0 * size_of, n_out, acts[layer + 1].ctypes.data + j0 * size_of,
-                  n_out, one)
+            _forward_columns(gemm, acts[layer], W, acts[layer + 1], j0, j1, one)
             barrier(ctl, tid, size)
             if layer + 1 < len(Ws):
                 barrier(ctl, tid, size)
@@ -375,9 +372,7 @@ def _team_products(tid, size, ctl, gemm, acts, Ws, outs, dWs, columns, one):
         _weight_grad(gemm, acts[layer], acts[layer + 1], dWs[layer], i0, i1, one)
         if layer:
             if columns:
-                _gemm(gemm, False, True, n, i1 - i0, n_out, acts[layer + 1].ctypes.data, n_out,
-                      W.ctypes.data + i0 * n_out * size_of, n_out,
-                      outs[layer].ctypes.data + i0 * size_of, n_in, one)
+                _delta_columns(gemm, acts[layer + 1], W, outs[layer], i0, i1, one)
                 barrier(ctl, tid, size)
             else:
                 _matmul(gemm, acts[layer + 1][start:stop], W, outs[layer][start:stop], False,

@@ -260,7 +260,8 @@ def _fusable(net, optimizer, threads):
 
 @fused(None)
 def _gemm(gemm, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, one):
-    """``c = op(a) @ op(b)`` on raw addresses and leading dimensions (sub-blocks of arrays)."""
+    """``c = op(a) @ op(b)`` through NumPy's BLAS (:mod:`fastnn._blas`), on raw addresses and
+    leading dimensions (so sub-blocks of arrays need no copy)."""
     no, yes = np.int32(_blas.NO_TRANS), np.int32(_blas.TRANS)
     call_c(gemm, (np.int32(_blas.ROW_MAJOR), yes if trans_a else no, yes if trans_b else no,
                   np.int64(m), np.int64(n), np.int64(k), one, a, np.int64(lda), b, np.int64(ldb),
@@ -269,14 +270,10 @@ def _gemm(gemm, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, one):
 
 @fused(None)
 def _matmul(gemm, a, b, c, trans_a, trans_b, one):
-    """``c = op(a) @ op(b)`` through NumPy's BLAS (:mod:`fastnn._blas`); C-contiguous 2-D."""
+    """``c = op(a) @ op(b)``; C-contiguous 2-D arrays."""
     m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    order = np.int32(_blas.ROW_MAJOR)
-    no, yes = np.int32(_blas.NO_TRANS), np.int32(_blas.TRANS)
-    call_c(gemm, (order, yes if trans_a else no, yes if trans_b else no, np.int64(m),
-                  np.int64(n), np.int64(k), one, a.ctypes.data, np.int64(a.shape[1]),
-                  b.ctypes.data, np.int64(b.shape[1]), one - one, c.ctypes.data, np.int64(n)))
+    _gemm(gemm, trans_a, trans_b, m, n, a.shape[0] if trans_a else a.shape[1], a.ctypes.data,
+          a.shape[1], b.ctypes.data, b.shape[1], c.ctypes.data, n, one)
 
 
 @fused(None)
@@ -286,15 +283,32 @@ def _weight_grad(gemm, a, delta, dW, start, stop, one):
     ``dW`` is the whole (n_in, n_out) gradient; for the whole range this is
     the very call ``_matmul(gemm, a, delta, dW, True, False, one)`` makes.
     """
-    if stop <= start:
-        return
-    n_in, n_out = dW.shape
-    size = a.itemsize
-    call_c(gemm, (np.int32(_blas.ROW_MAJOR), np.int32(_blas.TRANS), np.int32(_blas.NO_TRANS),
-                  np.int64(stop - start), np.int64(n_out), np.int64(a.shape[0]), one,
-                  a.ctypes.data + start * size, np.int64(n_in), delta.ctypes.data,
-                  np.int64(n_out), one - one, dW.ctypes.data + start * n_out * size,
-                  np.int64(n_out)))
+    if stop > start:
+        n_in, n_out = dW.shape
+        size = a.itemsize
+        _gemm(gemm, True, False, stop - start, n_out, a.shape[0], a.ctypes.data + start * size,
+              n_in, delta.ctypes.data, n_out, dW.ctypes.data + start * n_out * size, n_out, one)
+
+
+@fused(None)
+def _forward_columns(gemm, a, W, z, start, stop, one):
+    """Columns ``start:stop`` of ``z = a @ W``, over every row (a team's share by columns)."""
+    if stop > start:
+        n_in, n_out = W.shape
+        size = W.itemsize
+        _gemm(gemm, False, False, a.shape[0], stop - start, n_in, a.ctypes.data, n_in,
+              W.ctypes.data + start * size, n_out, z.ctypes.data + start * size, n_out, one)
+
+
+@fused(None)
+def _delta_columns(gemm, delta, W, delta_prev, start, stop, one):
+    """Columns ``start:stop`` of ``delta_prev = delta @ W.T`` (rows ``start:stop`` of W)."""
+    if stop > start:
+        n_in, n_out = W.shape
+        size = W.itemsize
+        _gemm(gemm, False, True, delta.shape[0], stop - start, n_out, delta.ctypes.data, n_out,
+              W.ctypes.data + start * n_out * size, n_out, delta_prev.ctypes.data + start * size,
+              n_in, one)
 
 
 @fused(None)
@@ -384,7 +398,6 @@ def _forward(gemm, x, flat, table, bufs, s, drop, start, stop, tid, size, ctl, c
     n = x.shape[0]
     one = s[0].one
     last = table.shape[0] - 1
-    size_of = x.itemsize
     a = x if columns else x[start:stop]
     if columns:
         barrier(ctl, tid, size)  # every row gathered
@@ -396,11 +409,7 @@ def _forward(gemm, x, flat, table, bufs, s, drop, start, stop, tid, size, ctl, c
         z = _rows(z_all, table, layer, start, stop, n_out)
         if columns:
             j0, j1 = share(n_out, tid, size)
-            if j1 > j0:
-                _gemm(gemm, False, False, n, j1 - j0, n_in, a.ctypes.data, n_in,
-                      W.ctypes.data + j0 * size_of, n_out,
-                      _block(z_all, table, layer, n, n_out).ctypes.data + j0 * size_of, n_out,
-                      one)
+            _forward_columns(gemm, a, W, _block(z_all, table, layer, n, n_out), j0, j1, one)
             barrier(ctl, tid, size)
         else:
             _matmul(gemm, a, W, z, False, False, one)
@@ -463,12 +472,8 @@ def _backward(tid, size, ctl, gemm, gemv, x, flat, grad, table, bufs, state, s, 
             mask = _rows(mask_all, table, layer - 1, start, stop, n_in) if drop else a_own
             delta_prev = _rows(delta_all, table, layer - 1, start, stop, n_in)
             if columns:
-                size_of = W.itemsize
-                if i1 > i0:
-                    _gemm(gemm, False, True, n, i1 - i0, n_out, delta.ctypes.data, n_out,
-                          W.ctypes.data + i0 * n_out * size_of, n_out,
-                          _block(delta_all, table, layer - 1, n, n_in).ctypes.data
-                          + i0 * size_of, n_in, one)
+                _delta_columns(gemm, delta, W, _block(delta_all, table, layer - 1, n, n_in), i0,
+                               i1, one)
                 barrier(ctl, tid, size)
             else:
                 _matmul(gemm, delta[start:stop], W, delta_prev, False, True, one)

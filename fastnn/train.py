@@ -65,15 +65,14 @@ def compiled_blas_threads_for(net, batch_size, budget):
     return 1 if _largest_product(net, batch_size) < limit else budget
 
 
-def team_threads_for(net, batch_size, budget):
+def team_threads_for(budget):
     """Threads that split the compiled step (:mod:`fastnn._team`): the whole budget.
 
-    Measured on 2 cores (Intel Xeon, OpenBLAS SkylakeX; bench/compare.py): a
-    team of 2 with one BLAS thread each beat the step on one thread with one
-    or two BLAS threads for 3x128, 3x256, 3x512 and 3x1024 at batch 16 to
-    1024 (at 3x128: 1.5-1.8x at batch 16 to 256, 1.13x at 1024; 3x1024 at
-    batch 64: 1.3x, with the products split by columns,
-    :func:`fastnn.step.split_by_columns`).
+    Measured on 2 cores (Intel Xeon, OpenBLAS SkylakeX; reports/team_levers.md,
+    ``python -m bench.team_levers``): a team of 2 with one BLAS thread each
+    trained 3x128 1.29-1.66x and 3x1024 1.77-1.82x faster than one thread
+    at batch 16 to 1024 (3x1024 at 64 and 128, with the products split by
+    columns, :func:`fastnn.step.split_by_columns`).
     """
     if budget < 2 or _threads.available_cpus() < 2:
         return 1
@@ -242,7 +241,7 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
             loop.run(X, y, val, range(initial_epoch + 1, epochs + 1), batch,
                      legacy.get("shuffle", True), rng)
     finally:
-        getattr(run_step, "close", _nothing)()  # a team's worker threads
+        run_step.close()  # a team's worker threads
     if history.epoch and not np.isfinite(net.params.flat).all():
         raise TrainingDivergedError(history.epoch[-1], n_batches, float("nan"))
     if average is not None:
@@ -250,10 +249,6 @@ def fit(net, optimizer, X, y, epochs=10, batch_size=64, validation_data=None, se
     for cb in callbacks:
         cb.on_train_end(history)
     return history
-
-
-def _nothing():
-    pass
 
 
 def _unpack(found, n_features):
@@ -291,10 +286,18 @@ def clip_gradients_(flat_grad, max_norm, kernels="numpy"):
     return gradnorm.clip_(flat_grad, max_norm, kernels)
 
 
-class _PythonStep:
-    """The training step in Python, the reference: gather, augment, mix, net.train_step_."""
+class _Step:
+    """What ``fit`` asks of a step besides calling it (:class:`fastnn.step.CompiledStep` too)."""
 
     updates = False  # the caller clips (if asked) and runs optimizer.step
+    threads = 1  # threads the step is split between
+
+    def close(self):
+        """Release what the step holds (a team's worker threads); nothing here."""
+
+
+class _PythonStep(_Step):
+    """The training step in Python, the reference: gather, augment, mix, net.train_step_."""
 
     def __init__(self, net, X, y, batch, augment, rng):
         self.net, self.X, self.y, self.augment, self.rng = net, X, y, augment, rng
@@ -325,7 +328,7 @@ class _PythonStep:
         return self.net.train_step_(self.xb[:m], self.yb[:m], self._mix)
 
 
-class _SharpnessAware:
+class _SharpnessAware(_Step):
     """Sharpness-aware minimisation (SAM) around a step that does not update.
 
     Each call computes the gradient ``g`` at the weights ``w`` (the inner
@@ -340,8 +343,6 @@ class _SharpnessAware:
     weights back at ``w``). A zero gradient leaves ``w`` where it is for the
     second pass.
     """
-
-    updates = False
 
     def __init__(self, inner, net, rho):
         self.inner, self.net = inner, net
@@ -382,7 +383,7 @@ def _step_and_threads(net, optimizer, X, y, batch, clip_norm, augment, rng, thre
     budget = _threads.resolve(threads)
     compiled = net.compiled_step(optimizer, X, y, batch, augment=augment, rng=rng,
                                  clip_norm=clip_norm, sam=sam,
-                                 threads=team_threads_for(net, batch, budget))
+                                 threads=team_threads_for(budget))
     if compiled is not None:  # SAM and clipping run inside it
         if compiled.threads > 1:  # each thread of the team calls BLAS on its own share
             return compiled, 1
@@ -417,8 +418,7 @@ def make_step(net, optimizer, X, y, batch_size, *, clip_norm=None, augment=None,
         _update_after(inner, net, optimizer, clip_norm)
         return loss, n_correct
 
-    step.close = getattr(inner, "close", _nothing)  # stops a team's worker threads
-    step.threads = getattr(inner, "threads", 1)  # the team's size (1: not split)
+    step.close, step.threads = inner.close, inner.threads
     return step, n_threads
 
 

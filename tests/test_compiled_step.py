@@ -173,24 +173,30 @@ def test_read_only_input_compiles_before_the_loop():
     assert np.isfinite(net.params.flat).all()
 
 
-def test_compiled_step_allocates_nothing_in_steady_state():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_step_allocates_nothing_in_steady_state(threads):
+    # threads=2: the step split between a team (fastnn._team)
     X, y = _data()
     net = fastnn.Network([12, 16, 8, 4], kernels="numba", dropout=0.1, weight_decay=1e-4)
     opt = optimizers.get("adam", net.params, kernels="numba", threads=1)
-    step = net.compiled_step(opt, X, y, 32)
+    step = net.compiled_step(opt, X, y, 32, threads=threads)
+    assert step.threads == threads
     idx = np.arange(32)
-    for _ in range(10):
-        step(idx)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for _ in range(200):
-        step(idx)
-    # numba's dispatcher leaves two small reference cycles per call, which
-    # the garbage collector frees (resident memory stays flat over 200k calls)
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
+    try:
+        for _ in range(10):
+            step(idx)
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for _ in range(200):
+            step(idx)
+        # numba's dispatcher leaves two small reference cycles per call, which
+        # the garbage collector frees (resident memory stays flat over 200k calls)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+    finally:
+        step.close()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert grown < 4096, grown
 
@@ -216,7 +222,7 @@ def test_compiled_step_blas_threads_follow_the_blas_kernel(monkeypatch, kernel, 
     # a step on one thread (no team): one BLAS thread was faster with the
     # SkylakeX kernel below 20M multiply-adds
     monkeypatch.setattr(fastnn.train, "blas_kernel", lambda: kernel)
-    monkeypatch.setattr(fastnn.train, "team_threads_for", lambda *args: 1)
+    monkeypatch.setattr(fastnn.train, "team_threads_for", lambda budget: 1)
     X, y = _data(n=1024, features=784, classes=10)
     net = fastnn.Network([784, 128, 128, 128, 10], kernels="numba")
     opt = optimizers.get("adam", net.params, kernels="numba")
